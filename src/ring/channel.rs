@@ -1,0 +1,683 @@
+//! The two ends of a ring, the state they share, and the one place where the overflow
+//! policy is applied ([`Shared::push_with`]).
+
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+
+use super::config::{ItemSize, OverflowPolicy, RingConfig};
+use super::error::{Closed, PopTimeoutError, PushBatch, PushError, TryPopError};
+use super::fast::{FastConsumer, FastProducer, FastRing};
+use super::stamped::{Rejected, StampedRing};
+use super::stats::{bump, Counters, RingStats};
+use super::wait::Notifier;
+use crate::sync::{lock, Arc, AtomicBool, AtomicUsize, Mutex, Ordering};
+
+/// How many overflow items the consumer moves out from under the lock at once.
+const OVERFLOW_BATCH: usize = 256;
+
+pub(crate) enum Core<T> {
+    Fast(FastRing<T>),
+    Stamped(StampedRing<T>),
+}
+
+pub(crate) struct Shared<T> {
+    core: Core<T>,
+    config: RingConfig,
+    /// Live producer handles; the consumer sees "closed" when this is 0 and all is drained.
+    producers: AtomicUsize,
+    consumer_alive: AtomicBool,
+    /// The consumer sleeps here for items.
+    items_ready: Notifier,
+    /// Producers sleep here for room (Block policy).
+    room_ready: Notifier,
+    /// Producers pay for a wake-up check only if the consumer may sleep.
+    wake_consumer: bool,
+    /// The consumer pays for a wake-up check only if a producer may sleep.
+    wake_producers: bool,
+    counters: Counters,
+    /// Buffer policy: items that did not fit, in push order; everything in the ring is
+    /// older than everything here, because producers route to this queue while it is not
+    /// empty.
+    overflow: Mutex<VecDeque<T>>,
+    /// Items in `overflow` (not counting the consumer's batch): producers read it to route.
+    overflow_queued: AtomicUsize,
+}
+
+impl<T> Shared<T> {
+    pub(crate) fn new(capacity: usize, config: RingConfig, multi_producer: bool) -> Self {
+        let evicting = config.policy == OverflowPolicy::DropOldest;
+        let core = if multi_producer || evicting {
+            Core::Stamped(StampedRing::new(capacity, multi_producer, evicting))
+        } else {
+            Core::Fast(FastRing::new(capacity))
+        };
+        Shared {
+            core,
+            config,
+            producers: AtomicUsize::new(1),
+            consumer_alive: AtomicBool::new(true),
+            items_ready: Notifier::new(),
+            room_ready: Notifier::new(),
+            wake_consumer: config.wait.may_park(),
+            wake_producers: matches!(config.policy, OverflowPolicy::Block { .. })
+                && config.wait.may_park(),
+            counters: Counters::new(),
+            overflow: Mutex::new(VecDeque::new()),
+            overflow_queued: AtomicUsize::new(0),
+        }
+    }
+
+    fn is_buffering(&self) -> bool {
+        matches!(self.config.policy, OverflowPolicy::Buffer { .. })
+            && self.overflow_queued.load(Ordering::Acquire) != 0
+    }
+
+    fn has_room(&self) -> bool {
+        match &self.core {
+            Core::Fast(r) => r.has_room(),
+            Core::Stamped(r) => r.has_room(),
+        }
+    }
+
+    fn consumer_gone(&self) -> bool {
+        !self.consumer_alive.load(Ordering::Acquire)
+    }
+
+    fn producers_gone(&self) -> bool {
+        self.producers.load(Ordering::Acquire) == 0
+    }
+
+    #[inline(always)]
+    fn after_push(&self) {
+        if self.wake_consumer {
+            self.items_ready.notify();
+        }
+    }
+
+    #[inline(always)]
+    fn after_pop(&self) {
+        if self.wake_producers {
+            self.room_ready.notify();
+        }
+    }
+
+    fn evicted(&self, item: T) {
+        drop(item);
+        bump(&self.counters.cells().dropped_oldest);
+    }
+
+    fn release_producer(&self) {
+        if self.producers.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.items_ready.notify();
+        }
+    }
+
+    pub(crate) fn stats(&self) -> RingStats {
+        let c = self.counters.cells();
+        let (tail_total, head_total) = match &self.core {
+            Core::Fast(r) => r.totals(),
+            Core::Stamped(r) => r.totals(),
+        };
+        let dropped_oldest = c.dropped_oldest.load(Ordering::Relaxed);
+        let overflow_in = c.overflow_in.load(Ordering::Relaxed);
+        let overflow_out = c.overflow_out.load(Ordering::Relaxed);
+        let ring_len = match &self.core {
+            Core::Fast(r) => r.len(),
+            Core::Stamped(r) => r.len(),
+        } as u64;
+        let capacity = match &self.core {
+            Core::Fast(r) => r.layout().capacity(),
+            Core::Stamped(r) => r.layout().capacity(),
+        } as u64;
+        let buffered_items = overflow_in.saturating_sub(overflow_out);
+        RingStats {
+            pushed: tail_total + overflow_in,
+            // The head also passes over evicted items.
+            popped: head_total.saturating_sub(dropped_oldest) + overflow_out,
+            dropped_newest: c.dropped_newest.load(Ordering::Relaxed),
+            dropped_oldest,
+            timed_out: c.timed_out.load(Ordering::Relaxed),
+            rejected_closed: c.rejected_closed.load(Ordering::Relaxed),
+            buffered_bytes: c.buffered_bytes.load(Ordering::Relaxed) as u64,
+            buffered_items,
+            blocked: c.blocked.load(Ordering::Relaxed),
+            blocked_time: Duration::from_nanos(c.blocked_nanos.load(Ordering::Relaxed)),
+            len: ring_len + buffered_items,
+            capacity,
+        }
+    }
+}
+
+impl<T: ItemSize> Shared<T> {
+    /// The hand-off: every push of every ring goes through here. `try_push` is the core's
+    /// non-blocking push; the policy runs only when it reports the ring full.
+    #[inline(always)]
+    fn push_with(
+        &self,
+        item: T,
+        mut try_push: impl FnMut(T) -> Result<(), T>,
+    ) -> Result<(), PushError<T>> {
+        if self.consumer_gone() {
+            bump(&self.counters.cells().rejected_closed);
+            return Err(PushError::Closed(item));
+        }
+        if self.is_buffering() {
+            return self.push_overflow(item);
+        }
+        match try_push(item) {
+            Ok(()) => {
+                self.after_push();
+                Ok(())
+            }
+            Err(item) => self.when_full(item, &mut try_push),
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn when_full(
+        &self,
+        item: T,
+        try_push: &mut impl FnMut(T) -> Result<(), T>,
+    ) -> Result<(), PushError<T>> {
+        let c = self.counters.cells();
+        match self.config.policy {
+            OverflowPolicy::DropNewest | OverflowPolicy::DropOldest => {
+                // DropOldest rings evict inside the core and never report full; treating
+                // a report as DropNewest keeps the count honest if that ever changes.
+                bump(&c.dropped_newest);
+                Err(PushError::Full(item))
+            }
+            OverflowPolicy::Buffer { .. } => self.push_overflow(item),
+            OverflowPolicy::Block { timeout } => self.block(item, timeout, try_push),
+        }
+    }
+
+    fn block(
+        &self,
+        mut item: T,
+        timeout: Option<Duration>,
+        try_push: &mut impl FnMut(T) -> Result<(), T>,
+    ) -> Result<(), PushError<T>> {
+        let c = self.counters.cells();
+        bump(&c.blocked);
+        let start = Instant::now();
+        let deadline = timeout.map(|t| start + t);
+        let result = loop {
+            let woken = self.room_ready.wait_until(self.config.wait, deadline, || {
+                self.has_room() || self.consumer_gone()
+            });
+            if self.consumer_gone() {
+                bump(&c.rejected_closed);
+                break Err(PushError::Closed(item));
+            }
+            match try_push(item) {
+                Ok(()) => {
+                    self.after_push();
+                    break Ok(());
+                }
+                Err(back) => item = back,
+            }
+            if !woken {
+                bump(&c.timed_out);
+                break Err(PushError::Timeout(item));
+            }
+        };
+        let waited = start.elapsed().as_nanos().min(u64::MAX as u128) as u64;
+        c.blocked_nanos.fetch_add(waited, Ordering::Relaxed);
+        result
+    }
+
+    fn push_overflow(&self, item: T) -> Result<(), PushError<T>> {
+        let OverflowPolicy::Buffer { max_bytes } = self.config.policy else {
+            unreachable!("only the Buffer policy routes to the overflow queue")
+        };
+        let c = self.counters.cells();
+        let size = item.item_size();
+        let mut queue = lock(&self.overflow);
+        let held = c.buffered_bytes.load(Ordering::Relaxed);
+        if held.saturating_add(size) > max_bytes {
+            drop(queue);
+            bump(&c.dropped_newest);
+            return Err(PushError::BufferFull(item));
+        }
+        queue.push_back(item);
+        c.buffered_bytes.fetch_add(size, Ordering::Relaxed);
+        bump(&c.overflow_in);
+        self.overflow_queued.store(queue.len(), Ordering::Release);
+        drop(queue);
+        self.after_push();
+        Ok(())
+    }
+}
+
+/// Creates a single-producer single-consumer ring holding up to `capacity` items.
+///
+/// # Panics
+/// If `capacity` is 0.
+pub fn spsc<T: ItemSize>(capacity: usize, config: RingConfig) -> (Producer<T>, Consumer<T>) {
+    let shared = Arc::new(Shared::new(capacity, config, false));
+    (
+        Producer {
+            shared: shared.clone(),
+            fast: FastProducer::default(),
+        },
+        Consumer::new(shared),
+    )
+}
+
+/// Creates a multi-producer single-consumer ring holding up to `capacity` items. Clone the
+/// producer for each producing thread.
+///
+/// # Panics
+/// If `capacity` is 0.
+pub fn mpsc<T: ItemSize>(capacity: usize, config: RingConfig) -> (MpscProducer<T>, Consumer<T>) {
+    let shared = Arc::new(Shared::new(capacity, config, true));
+    (
+        MpscProducer {
+            shared: shared.clone(),
+        },
+        Consumer::new(shared),
+    )
+}
+
+/// The producing end of an [`spsc`] ring.
+///
+/// Dropping it closes the ring: the consumer drains what is left, then sees "closed".
+pub struct Producer<T> {
+    shared: Arc<Shared<T>>,
+    fast: FastProducer,
+}
+
+impl<T: ItemSize> Producer<T> {
+    /// Pushes `item`, applying the ring's [`OverflowPolicy`] if it is full.
+    #[inline]
+    pub fn push(&mut self, item: T) -> Result<(), PushError<T>> {
+        let shared = &*self.shared;
+        let fast = &mut self.fast;
+        match &shared.core {
+            Core::Fast(ring) => shared.push_with(item, |item| ring.try_push(fast, item)),
+            Core::Stamped(ring) => shared.push_with(item, |item| {
+                ring.push(item, &mut |old| shared.evicted(old))
+                    .map_err(|Rejected::Full(item)| item)
+            }),
+        }
+    }
+
+    /// Pushes items from `items` in order, publishing them to the consumer in as few
+    /// steps as possible (one release store per run of free slots). Stops at the first
+    /// refusal, which it reports with its item.
+    pub fn push_batch<I: IntoIterator<Item = T>>(&mut self, items: I) -> PushBatch<T> {
+        let mut items = items.into_iter();
+        let mut pushed = 0;
+        let shared = &*self.shared;
+        if let Core::Fast(ring) = &shared.core {
+            if !shared.consumer_gone() && !shared.is_buffering() {
+                pushed += ring.push_from(&mut self.fast, &mut items);
+                if pushed > 0 {
+                    shared.after_push();
+                }
+            }
+        }
+        for item in items {
+            if let Err(error) = self.push(item) {
+                return PushBatch {
+                    pushed,
+                    error: Some(error),
+                };
+            }
+            pushed += 1;
+        }
+        PushBatch {
+            pushed,
+            error: None,
+        }
+    }
+}
+
+impl<T> Producer<T> {
+    /// A snapshot of the ring's counters.
+    pub fn stats(&self) -> RingStats {
+        self.shared.stats()
+    }
+
+    /// Whether the consumer is gone (every push now fails with `Closed`).
+    pub fn is_closed(&self) -> bool {
+        self.shared.consumer_gone()
+    }
+
+    /// The configuration this ring was made with.
+    pub fn config(&self) -> RingConfig {
+        self.shared.config
+    }
+}
+
+impl<T> Drop for Producer<T> {
+    fn drop(&mut self) {
+        self.shared.release_producer();
+    }
+}
+
+/// A producing end of an [`mpsc`] ring; clone it for each producing thread.
+///
+/// The ring closes when the last clone is dropped.
+pub struct MpscProducer<T> {
+    shared: Arc<Shared<T>>,
+}
+
+impl<T: ItemSize> MpscProducer<T> {
+    /// Pushes `item`, applying the ring's [`OverflowPolicy`] if it is full.
+    #[inline]
+    pub fn push(&self, item: T) -> Result<(), PushError<T>> {
+        let shared = &*self.shared;
+        let Core::Stamped(ring) = &shared.core else {
+            unreachable!("mpsc rings are always stamped")
+        };
+        shared.push_with(item, |item| {
+            ring.push(item, &mut |old| shared.evicted(old))
+                .map_err(|Rejected::Full(item)| item)
+        })
+    }
+
+    /// Pushes items from `items` in order; stops at the first refusal.
+    pub fn push_batch<I: IntoIterator<Item = T>>(&self, items: I) -> PushBatch<T> {
+        let mut pushed = 0;
+        for item in items {
+            if let Err(error) = self.push(item) {
+                return PushBatch {
+                    pushed,
+                    error: Some(error),
+                };
+            }
+            pushed += 1;
+        }
+        PushBatch {
+            pushed,
+            error: None,
+        }
+    }
+}
+
+impl<T> MpscProducer<T> {
+    /// A snapshot of the ring's counters.
+    pub fn stats(&self) -> RingStats {
+        self.shared.stats()
+    }
+
+    /// Whether the consumer is gone (every push now fails with `Closed`).
+    pub fn is_closed(&self) -> bool {
+        self.shared.consumer_gone()
+    }
+
+    /// The configuration this ring was made with.
+    pub fn config(&self) -> RingConfig {
+        self.shared.config
+    }
+}
+
+impl<T> Clone for MpscProducer<T> {
+    fn clone(&self) -> Self {
+        self.shared.producers.fetch_add(1, Ordering::Relaxed);
+        MpscProducer {
+            shared: self.shared.clone(),
+        }
+    }
+}
+
+impl<T> Drop for MpscProducer<T> {
+    fn drop(&mut self) {
+        self.shared.release_producer();
+    }
+}
+
+/// The consuming end of a ring.
+///
+/// Dropping it makes every later push fail fast with [`PushError::Closed`], and wakes
+/// producers blocked for room.
+pub struct Consumer<T> {
+    shared: Arc<Shared<T>>,
+    fast: FastConsumer,
+    /// Overflow items taken from under the lock in one go; older than anything the ring
+    /// holds, so they are served first.
+    overflow_batch: VecDeque<T>,
+}
+
+impl<T> Consumer<T> {
+    fn new(shared: Arc<Shared<T>>) -> Self {
+        Consumer {
+            shared,
+            fast: FastConsumer::default(),
+            overflow_batch: VecDeque::new(),
+        }
+    }
+
+    /// A snapshot of the ring's counters.
+    pub fn stats(&self) -> RingStats {
+        self.shared.stats()
+    }
+
+    /// Items waiting in the ring and its overflow buffer.
+    pub fn len(&self) -> usize {
+        self.shared.stats().len as usize
+    }
+
+    /// Whether nothing is waiting.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The ring's capacity (an overflow buffer not included).
+    pub fn capacity(&self) -> usize {
+        match &self.shared.core {
+            Core::Fast(r) => r.layout().capacity(),
+            Core::Stamped(r) => r.layout().capacity(),
+        }
+    }
+
+    /// Whether every producer is gone (items may still be waiting).
+    pub fn producers_gone(&self) -> bool {
+        self.shared.producers_gone()
+    }
+
+    /// The configuration this ring was made with.
+    pub fn config(&self) -> RingConfig {
+        self.shared.config
+    }
+
+    #[inline(always)]
+    fn pop_core(&mut self) -> Option<T> {
+        match &self.shared.core {
+            Core::Fast(r) => r.try_pop(&mut self.fast),
+            Core::Stamped(r) => r.pop(),
+        }
+    }
+
+    fn has_items(&self) -> bool {
+        !self.overflow_batch.is_empty()
+            || self.shared.overflow_queued.load(Ordering::Acquire) != 0
+            || match &self.shared.core {
+                Core::Fast(r) => r.has_items(&self.fast),
+                Core::Stamped(r) => r.has_items(),
+            }
+    }
+}
+
+impl<T: ItemSize> Consumer<T> {
+    /// Pops the oldest item without waiting.
+    #[inline]
+    pub fn try_pop(&mut self) -> Result<T, TryPopError> {
+        if let Some(item) = self.pop_any() {
+            return Ok(item);
+        }
+        if self.shared.producers_gone() {
+            // A producer's last push happens-before its drop: look once more.
+            return self.pop_any().ok_or(TryPopError::Closed);
+        }
+        Err(TryPopError::Empty)
+    }
+
+    /// Pops the oldest item, waiting with the ring's [`WaitStrategy`](super::WaitStrategy)
+    /// until one arrives; `Err(Closed)` once every producer is gone and all is drained.
+    pub fn pop(&mut self) -> Result<T, Closed> {
+        loop {
+            match self.try_pop() {
+                Ok(item) => return Ok(item),
+                Err(TryPopError::Closed) => return Err(Closed),
+                Err(TryPopError::Empty) => self.wait_for_items(None),
+            };
+        }
+    }
+
+    /// Like [`pop`](Self::pop), giving up after `timeout`.
+    pub fn pop_timeout(&mut self, timeout: Duration) -> Result<T, PopTimeoutError> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            match self.try_pop() {
+                Ok(item) => return Ok(item),
+                Err(TryPopError::Closed) => return Err(PopTimeoutError::Closed),
+                Err(TryPopError::Empty) => {
+                    if !self.wait_for_items(Some(deadline)) {
+                        return self.try_pop().map_err(|e| match e {
+                            TryPopError::Closed => PopTimeoutError::Closed,
+                            TryPopError::Empty => PopTimeoutError::Timeout,
+                        });
+                    }
+                }
+            }
+        }
+    }
+
+    /// Pops up to `max` items into `f` without waiting, releasing ring slots in as few
+    /// steps as possible. Returns how many were popped.
+    pub fn pop_batch(&mut self, max: usize, mut f: impl FnMut(T)) -> usize {
+        let mut n = 0;
+        while n < max {
+            match self.overflow_batch.front() {
+                Some(_) => {
+                    if let Some(item) = self.take_from_overflow_batch() {
+                        f(item);
+                        n += 1;
+                    }
+                }
+                None => break,
+            }
+        }
+        if n < max {
+            let popped = match &self.shared.core {
+                Core::Fast(r) => r.pop_into(&mut self.fast, max - n, &mut f),
+                Core::Stamped(r) => {
+                    let mut k = 0;
+                    while k < max - n {
+                        match r.pop() {
+                            Some(item) => {
+                                f(item);
+                                k += 1;
+                            }
+                            None => break,
+                        }
+                    }
+                    k
+                }
+            };
+            if popped > 0 {
+                self.shared.after_pop();
+            }
+            n += popped;
+        }
+        while n < max {
+            match self.pop_any() {
+                Some(item) => {
+                    f(item);
+                    n += 1;
+                }
+                None => break,
+            }
+        }
+        n
+    }
+
+    /// Pops up to `max` items onto the end of `out` without waiting.
+    pub fn pop_into(&mut self, out: &mut Vec<T>, max: usize) -> usize {
+        self.pop_batch(max, |item| out.push(item))
+    }
+
+    /// Waits (with the ring's strategy) until an item may be there or the ring closes.
+    /// Returns false if the deadline passed first.
+    fn wait_for_items(&self, deadline: Option<Instant>) -> bool {
+        let shared = &*self.shared;
+        shared
+            .items_ready
+            .wait_until(shared.config.wait, deadline, || {
+                self.has_items() || shared.producers_gone()
+            })
+    }
+
+    /// The next item in order: the overflow batch (oldest), the ring, then the shared
+    /// overflow queue.
+    #[inline(always)]
+    fn pop_any(&mut self) -> Option<T> {
+        if !self.overflow_batch.is_empty() {
+            return self.take_from_overflow_batch();
+        }
+        if let Some(item) = self.pop_core() {
+            self.shared.after_pop();
+            return Some(item);
+        }
+        if self.shared.overflow_queued.load(Ordering::Acquire) != 0 {
+            return self.refill_from_overflow();
+        }
+        None
+    }
+
+    #[cold]
+    fn refill_from_overflow(&mut self) -> Option<T> {
+        let shared = self.shared.clone();
+        let mut queue = lock(&shared.overflow);
+        // A producer pushes into the ring only while this queue is empty, so what the ring
+        // holds now is older than the queue; the lock makes its earlier pushes visible.
+        if let Some(item) = self.pop_core() {
+            drop(queue);
+            shared.after_pop();
+            return Some(item);
+        }
+        let n = queue.len().min(OVERFLOW_BATCH);
+        self.overflow_batch.extend(queue.drain(..n));
+        shared.overflow_queued.store(queue.len(), Ordering::Release);
+        drop(queue);
+        self.take_from_overflow_batch()
+    }
+
+    fn take_from_overflow_batch(&mut self) -> Option<T> {
+        let item = self.overflow_batch.pop_front()?;
+        let c = self.shared.counters.cells();
+        c.buffered_bytes
+            .fetch_sub(item.item_size(), Ordering::Relaxed);
+        bump(&c.overflow_out);
+        Some(item)
+    }
+}
+
+impl<T> Drop for Consumer<T> {
+    fn drop(&mut self) {
+        self.shared.consumer_alive.store(false, Ordering::Release);
+        self.shared.room_ready.notify();
+    }
+}
+
+impl<T> std::fmt::Debug for Producer<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Producer").field("stats", &self.stats()).finish()
+    }
+}
+
+impl<T> std::fmt::Debug for MpscProducer<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MpscProducer").field("stats", &self.stats()).finish()
+    }
+}
+
+impl<T> std::fmt::Debug for Consumer<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Consumer").field("stats", &self.stats()).finish()
+    }
+}

@@ -1,0 +1,199 @@
+//! The slot-stamped core: several producers, and eviction of the oldest item.
+//!
+//! Dmitry Vyukov's bounded queue, as crossbeam's `ArrayQueue` lays it out: every slot
+//! carries a stamp saying which position it is ready for. A slot whose stamp equals a
+//! tail position is free for that push; a stamp of `position + 1` means "filled"; popping
+//! sets it to the same index one lap later. Producers claim positions with a CAS on the
+//! tail (a plain store when there is a single producer).
+//!
+//! Eviction (DropOldest) is a pop done by a producer: it claims the head with a CAS, moves
+//! the oldest value out, drops it and frees the slot, then retries its own push. With
+//! eviction on, the consumer claims with a CAS too, so an item is popped or evicted, never
+//! both; the stamp keeps a producer off a slot until whoever claimed it has read it.
+
+use std::mem::MaybeUninit;
+
+use crossbeam_utils::CachePadded;
+
+use super::layout::Layout;
+use crate::sync::{fence, spin_loop, AtomicUsize, Ordering, UnsafeCell};
+
+struct Slot<T> {
+    stamp: AtomicUsize,
+    value: UnsafeCell<MaybeUninit<T>>,
+}
+
+pub(crate) struct StampedRing<T> {
+    head: CachePadded<AtomicUsize>,
+    tail: CachePadded<AtomicUsize>,
+    slots: Box<[Slot<T>]>,
+    layout: Layout,
+    multi_producer: bool,
+    evicting: bool,
+}
+
+// SAFETY: values move from producer threads to the consumer (or to an evicting producer),
+// so `T: Send` suffices; each slot is accessed only by the one thread whose claim (tail or
+// head CAS, checked against the slot's stamp) succeeded.
+unsafe impl<T: Send> Sync for StampedRing<T> {}
+// SAFETY: as above.
+unsafe impl<T: Send> Send for StampedRing<T> {}
+
+/// Why a push did not happen.
+pub(crate) enum Rejected<T> {
+    /// The ring is full (and not evicting): the item comes back.
+    Full(T),
+}
+
+impl<T> StampedRing<T> {
+    pub(crate) fn new(capacity: usize, multi_producer: bool, evicting: bool) -> Self {
+        let layout = Layout::new(capacity);
+        StampedRing {
+            head: CachePadded::new(AtomicUsize::new(0)),
+            tail: CachePadded::new(AtomicUsize::new(0)),
+            slots: (0..capacity)
+                .map(|i| Slot {
+                    stamp: AtomicUsize::new(i),
+                    value: UnsafeCell::new(MaybeUninit::uninit()),
+                })
+                .collect(),
+            layout,
+            multi_producer,
+            evicting,
+        }
+    }
+
+    pub(crate) fn layout(&self) -> Layout {
+        self.layout
+    }
+
+    /// Pushes `item`. When full: with eviction on, evicts the oldest item (handing it to
+    /// `evicted`) and retries; otherwise hands the item back.
+    #[inline]
+    pub(crate) fn push(&self, item: T, evicted: &mut impl FnMut(T)) -> Result<(), Rejected<T>> {
+        let one_lap = self.layout.one_lap();
+        let mut tail = self.tail.load(Ordering::Relaxed);
+        loop {
+            let slot = &self.slots[self.layout.index(tail)];
+            let stamp = slot.stamp.load(Ordering::Acquire);
+            if stamp == tail {
+                let next = self.layout.next(tail);
+                if self.multi_producer {
+                    if let Err(current) = self.tail.compare_exchange_weak(
+                        tail,
+                        next,
+                        Ordering::SeqCst,
+                        Ordering::Relaxed,
+                    ) {
+                        tail = current;
+                        continue;
+                    }
+                } else {
+                    self.tail.store(next, Ordering::Release);
+                }
+                // SAFETY: the stamp said the slot is free for `tail`, and our claim of
+                // `tail` (CAS, or the single producer's store) makes us its only writer; no
+                // reader touches it until the stamp below says it is filled.
+                slot.value.with_mut(|p| unsafe { (*p).write(item) });
+                slot.stamp.store(tail.wrapping_add(1), Ordering::Release);
+                return Ok(());
+            } else if stamp.wrapping_add(one_lap) == tail.wrapping_add(1) {
+                // The slot still holds the item from one lap ago: full, unless its
+                // consumer has claimed it and is reading it right now.
+                fence(Ordering::SeqCst);
+                let head = self.head.load(Ordering::Relaxed);
+                if head.wrapping_add(one_lap) == tail {
+                    if !self.evicting {
+                        return Err(Rejected::Full(item));
+                    }
+                    if let Some(old) = self.pop() {
+                        evicted(old);
+                    }
+                }
+                spin_loop();
+                tail = self.tail.load(Ordering::Relaxed);
+            } else {
+                // Another producer claimed this position: catch up.
+                spin_loop();
+                tail = self.tail.load(Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// Pops the oldest item, or `None` when the ring is empty or its oldest position has
+    /// been claimed by a producer that has not finished writing it yet.
+    #[inline]
+    pub(crate) fn pop(&self) -> Option<T> {
+        let one_lap = self.layout.one_lap();
+        let mut head = self.head.load(Ordering::Relaxed);
+        loop {
+            let slot = &self.slots[self.layout.index(head)];
+            let stamp = slot.stamp.load(Ordering::Acquire);
+            if stamp == head.wrapping_add(1) {
+                let next = self.layout.next(head);
+                if self.evicting {
+                    if let Err(current) = self.head.compare_exchange_weak(
+                        head,
+                        next,
+                        Ordering::SeqCst,
+                        Ordering::Relaxed,
+                    ) {
+                        head = current;
+                        continue;
+                    }
+                } else {
+                    self.head.store(next, Ordering::Release);
+                }
+                // SAFETY: the stamp says the slot holds the item for `head` (its write
+                // happened-before through the Acquire load) and our claim of `head` makes
+                // us its only reader; producers stay off until the stamp below frees it.
+                let item = slot.value.with(|p| unsafe { (*p).assume_init_read() });
+                slot.stamp.store(head.wrapping_add(one_lap), Ordering::Release);
+                return Some(item);
+            } else if stamp == head {
+                // Not written for this lap yet: empty, or a producer is mid-write.
+                return None;
+            } else {
+                // An evicting producer took this position: catch up.
+                spin_loop();
+                head = self.head.load(Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// Whether the oldest position holds a finished item.
+    #[inline]
+    pub(crate) fn has_items(&self) -> bool {
+        let head = self.head.load(Ordering::Acquire);
+        let slot = &self.slots[self.layout.index(head)];
+        slot.stamp.load(Ordering::Acquire) == head.wrapping_add(1)
+    }
+
+    /// Whether a push would find room now (for a producer waiting under Block).
+    #[inline]
+    pub(crate) fn has_room(&self) -> bool {
+        let tail = self.tail.load(Ordering::Acquire);
+        let slot = &self.slots[self.layout.index(tail)];
+        slot.stamp.load(Ordering::Acquire) == tail
+    }
+
+    /// Positions claimed by pushes, and by pops plus evictions, so far.
+    pub(crate) fn totals(&self) -> (u64, u64) {
+        let head = self.head.load(Ordering::Acquire);
+        let tail = self.tail.load(Ordering::Acquire);
+        (self.layout.count(tail), self.layout.count(head))
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        let head = self.head.load(Ordering::Acquire);
+        let tail = self.tail.load(Ordering::Acquire);
+        self.layout.distance(head, tail)
+    }
+}
+
+impl<T> Drop for StampedRing<T> {
+    fn drop(&mut self) {
+        // No other handle exists any more: whatever is still filled is ours to drop.
+        while self.pop().is_some() {}
+    }
+}

@@ -1,0 +1,1 @@
+//! Encode/decode only: byte layouts of the protocols volley speaks.
