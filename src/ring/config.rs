@@ -8,10 +8,12 @@ use std::time::Duration;
 ///
 /// The policy is applied in one place, the producer's slow path, which runs only when the
 /// ring is full: on the non-full path a push costs the same whatever the policy.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum OverflowPolicy {
     /// Refuse the new item: `push` hands it back as [`PushError::Full`](super::PushError)
     /// and `dropped_newest` counts it. ZeroMQ's PUB does this at its high-water mark.
+    /// The default.
+    #[default]
     DropNewest,
     /// Evict the oldest unread item to make room; the push always succeeds and
     /// `dropped_oldest` counts each eviction. Safe against a concurrent consumer: an item
@@ -31,12 +33,6 @@ pub enum OverflowPolicy {
         /// The byte budget of the overflow queue.
         max_bytes: usize,
     },
-}
-
-impl Default for OverflowPolicy {
-    fn default() -> Self {
-        OverflowPolicy::DropNewest
-    }
 }
 
 /// How a blocked side waits: the consumer for an item, a producer under
@@ -118,7 +114,25 @@ pub trait ItemSize {
 macro_rules! inline_sized {
     ($($t:ty),*) => { $(impl ItemSize for $t {})* };
 }
-inline_sized!(u8, u16, u32, u64, u128, usize, i8, i16, i32, i64, i128, isize, f32, f64, bool, char, ());
+inline_sized!(
+    u8,
+    u16,
+    u32,
+    u64,
+    u128,
+    usize,
+    i8,
+    i16,
+    i32,
+    i64,
+    i128,
+    isize,
+    f32,
+    f64,
+    bool,
+    char,
+    ()
+);
 
 impl<const N: usize> ItemSize for [u8; N] {}
 

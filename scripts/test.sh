@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Runs every test of volley on a fresh machine. What the tests need beyond the Rust
+# toolchain is installed into folders of this repository (under target/), never globally.
+#
+#   scripts/test.sh
+#
+# Steps: format and lint, unit + model + integration tests (debug, with overflow
+# checks), the stress tests in release, the loom model checks, and the demo.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export CARGO_TERM_COLOR=never
+
+step() { printf '\n== %s\n' "$*"; }
+
+step "format (cargo fmt --check)"
+cargo fmt --all -- --check
+
+step "lint (cargo clippy --all-targets -D warnings)"
+cargo clippy --all-targets -- -D warnings
+
+step "unit, model and integration tests"
+cargo test
+
+step "stress tests, release build"
+cargo test --release --test ring_stress
+
+step "loom model checks of the lock-free paths"
+# Own target dir: --cfg loom changes every crate's build. Preemptions are bounded so the
+# exploration finishes in seconds; the tests use capacities of 1 and 2.
+RUSTFLAGS="--cfg loom" LOOM_MAX_PREEMPTIONS=3 \
+    cargo test --release --lib --target-dir target/loom ring::loom_tests
+
+step "demo"
+cargo run --release -- demo
+
+echo
+echo "scripts/test.sh: all steps passed"
