@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use proptest::prelude::*;
 use volley::ring::{
-    mpsc, spsc, Consumer, MpscProducer, OverflowPolicy, Producer, PushError, RingConfig,
-    RingStats, TryPopError,
+    mpsc, spsc, Consumer, MpscProducer, OverflowPolicy, Producer, PushError, RingConfig, RingStats,
+    TryPopError,
 };
 
 #[derive(Debug, Clone)]

@@ -10,7 +10,11 @@ use std::time::Duration;
 
 use volley::ring::{mpsc, spsc, OverflowPolicy, PushError, RingConfig, RingStats, WaitStrategy};
 
-const ITEMS_PER_PRODUCER: u64 = if cfg!(debug_assertions) { 200_000 } else { 2_000_000 };
+const ITEMS_PER_PRODUCER: u64 = if cfg!(debug_assertions) {
+    200_000
+} else {
+    2_000_000
+};
 const PRODUCER_SHIFT: u32 = 48;
 
 /// What one producer saw: how many calls ended which way.
@@ -71,7 +75,10 @@ fn consume(mut pop: impl FnMut() -> Option<u64>, producers: usize, strict: bool)
 
 #[track_caller]
 fn reconcile(policy: OverflowPolicy, o: Outcomes, popped: u64, s: RingStats, calls: u64) {
-    assert_eq!(o.accepted + o.full + o.timeout + o.buffer_full + o.closed, calls);
+    assert_eq!(
+        o.accepted + o.full + o.timeout + o.buffer_full + o.closed,
+        calls
+    );
     assert_eq!(s.pushed, o.accepted, "{policy:?}");
     assert_eq!(s.popped, popped, "{policy:?}");
     assert_eq!(s.pushed, s.popped + s.dropped_oldest, "{policy:?}: {s:?}");
@@ -96,7 +103,9 @@ fn policies() -> [OverflowPolicy; 5] {
         OverflowPolicy::Block {
             timeout: Some(Duration::from_micros(50)),
         },
-        OverflowPolicy::Buffer { max_bytes: 64 * 1024 },
+        OverflowPolicy::Buffer {
+            max_bytes: 64 * 1024,
+        },
     ]
 }
 
@@ -146,7 +155,13 @@ fn mpsc_two_producers_every_policy_reconciles() {
             .into_iter()
             .map(|h| h.join().unwrap())
             .fold(Outcomes::default(), Outcomes::add);
-        reconcile(policy, o, popped, rx.stats(), PRODUCERS * ITEMS_PER_PRODUCER);
+        reconcile(
+            policy,
+            o,
+            popped,
+            rx.stats(),
+            PRODUCERS * ITEMS_PER_PRODUCER,
+        );
     }
 }
 

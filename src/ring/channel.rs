@@ -666,18 +666,24 @@ impl<T> Drop for Consumer<T> {
 
 impl<T> std::fmt::Debug for Producer<T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Producer").field("stats", &self.stats()).finish()
+        f.debug_struct("Producer")
+            .field("stats", &self.stats())
+            .finish()
     }
 }
 
 impl<T> std::fmt::Debug for MpscProducer<T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("MpscProducer").field("stats", &self.stats()).finish()
+        f.debug_struct("MpscProducer")
+            .field("stats", &self.stats())
+            .finish()
     }
 }
 
 impl<T> std::fmt::Debug for Consumer<T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Consumer").field("stats", &self.stats()).finish()
+        f.debug_struct("Consumer")
+            .field("stats", &self.stats())
+            .finish()
     }
 }

@@ -92,7 +92,11 @@ impl<T> FastRing<T> {
 
     /// Pushes items from `items` while there is room, publishing them with one store.
     /// Returns how many were pushed; stops early (without taking another item) when full.
-    pub(crate) fn push_from(&self, p: &mut FastProducer, items: &mut impl Iterator<Item = T>) -> usize {
+    pub(crate) fn push_from(
+        &self,
+        p: &mut FastProducer,
+        items: &mut impl Iterator<Item = T>,
+    ) -> usize {
         let free = self.free_slots(p);
         let start = p.tail;
         let mut pushed = 0;
@@ -144,7 +148,12 @@ impl<T> FastRing<T> {
     }
 
     /// Pops up to `max` items into `f`, releasing their slots with one store.
-    pub(crate) fn pop_into(&self, c: &mut FastConsumer, max: usize, f: &mut impl FnMut(T)) -> usize {
+    pub(crate) fn pop_into(
+        &self,
+        c: &mut FastConsumer,
+        max: usize,
+        f: &mut impl FnMut(T),
+    ) -> usize {
         let mut available = self.layout.distance(c.head, c.cached_tail);
         if available == 0 {
             c.cached_tail = self.tail.load(Ordering::Acquire);

@@ -17,7 +17,8 @@ fn cfg(policy: OverflowPolicy, wait: WaitStrategy) -> RingConfig {
 #[test]
 fn spsc_push_pop_race() {
     loom::model(|| {
-        let (mut tx, mut rx) = spsc::<u32>(2, cfg(OverflowPolicy::DropNewest, WaitStrategy::BusySpin));
+        let (mut tx, mut rx) =
+            spsc::<u32>(2, cfg(OverflowPolicy::DropNewest, WaitStrategy::BusySpin));
         let producer = thread::spawn(move || {
             let mut accepted = Vec::new();
             for i in 0..3 {
@@ -51,7 +52,8 @@ fn spsc_push_pop_race() {
 #[test]
 fn drop_oldest_eviction_vs_pop() {
     loom::model(|| {
-        let (mut tx, mut rx) = spsc::<u32>(1, cfg(OverflowPolicy::DropOldest, WaitStrategy::BusySpin));
+        let (mut tx, mut rx) =
+            spsc::<u32>(1, cfg(OverflowPolicy::DropOldest, WaitStrategy::BusySpin));
         let producer = thread::spawn(move || {
             for i in 0..3 {
                 tx.push(i).unwrap();

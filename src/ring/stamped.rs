@@ -148,7 +148,8 @@ impl<T> StampedRing<T> {
                 // happened-before through the Acquire load) and our claim of `head` makes
                 // us its only reader; producers stay off until the stamp below frees it.
                 let item = slot.value.with(|p| unsafe { (*p).assume_init_read() });
-                slot.stamp.store(head.wrapping_add(one_lap), Ordering::Release);
+                slot.stamp
+                    .store(head.wrapping_add(one_lap), Ordering::Release);
                 return Some(item);
             } else if stamp == head {
                 // Not written for this lap yet: empty, or a producer is mid-write.

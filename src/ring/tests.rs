@@ -36,7 +36,10 @@ fn drop_newest_refuses_and_counts_spsc_and_mpsc() {
     assert_eq!(tx.push(4), Err(PushError::Full(4)));
     assert_eq!(drain(&mut rx), [0, 1, 2]);
     let s = rx.stats();
-    assert_eq!((s.pushed, s.popped, s.dropped_newest, s.dropped_oldest), (3, 3, 2, 0));
+    assert_eq!(
+        (s.pushed, s.popped, s.dropped_newest, s.dropped_oldest),
+        (3, 3, 2, 0)
+    );
 
     let (tx, mut rx) = mpsc::<u32>(2, cfg(OverflowPolicy::DropNewest));
     tx.push(1).unwrap();
@@ -89,7 +92,11 @@ fn wrap_around_many_laps_at_every_small_capacity() {
                     next += 1;
                 }
                 let got = drain(&mut rx);
-                assert_eq!(got, (next - n..next).collect::<Vec<_>>(), "cap {cap} {policy:?}");
+                assert_eq!(
+                    got,
+                    (next - n..next).collect::<Vec<_>>(),
+                    "cap {cap} {policy:?}"
+                );
             }
             assert_eq!(rx.stats().pushed, next as u64);
             assert_eq!(rx.stats().popped, next as u64);
@@ -101,7 +108,13 @@ fn wrap_around_many_laps_at_every_small_capacity() {
 fn block_times_out_and_hands_the_item_back() {
     for wait in ALL_WAITS {
         let timeout = Duration::from_millis(20);
-        let (mut tx, _rx) = spsc::<u8>(1, cfg(OverflowPolicy::Block { timeout: Some(timeout) }).wait(wait));
+        let (mut tx, _rx) = spsc::<u8>(
+            1,
+            cfg(OverflowPolicy::Block {
+                timeout: Some(timeout),
+            })
+            .wait(wait),
+        );
         tx.push(1).unwrap();
         let start = Instant::now();
         assert_eq!(tx.push(2), Err(PushError::Timeout(2)), "{wait:?}");
@@ -115,7 +128,8 @@ fn block_times_out_and_hands_the_item_back() {
 #[test]
 fn block_waits_until_the_consumer_makes_room() {
     for wait in ALL_WAITS {
-        let (mut tx, mut rx) = spsc::<u32>(1, cfg(OverflowPolicy::Block { timeout: None }).wait(wait));
+        let (mut tx, mut rx) =
+            spsc::<u32>(1, cfg(OverflowPolicy::Block { timeout: None }).wait(wait));
         tx.push(0).unwrap();
         let consumer = thread::spawn(move || {
             thread::sleep(Duration::from_millis(10));
@@ -130,14 +144,24 @@ fn block_waits_until_the_consumer_makes_room() {
         }
         let stats = tx.stats();
         drop(tx);
-        assert_eq!(consumer.join().unwrap(), (0..100).collect::<Vec<_>>(), "{wait:?}");
-        assert!(stats.blocked >= 1, "{wait:?}: the first push after the full one must block");
+        assert_eq!(
+            consumer.join().unwrap(),
+            (0..100).collect::<Vec<_>>(),
+            "{wait:?}"
+        );
+        assert!(
+            stats.blocked >= 1,
+            "{wait:?}: the first push after the full one must block"
+        );
     }
 }
 
 #[test]
 fn block_mpsc_wakes_several_blocked_producers() {
-    let (tx, mut rx) = mpsc::<u32>(1, cfg(OverflowPolicy::Block { timeout: None }).wait(WaitStrategy::Park));
+    let (tx, mut rx) = mpsc::<u32>(
+        1,
+        cfg(OverflowPolicy::Block { timeout: None }).wait(WaitStrategy::Park),
+    );
     tx.push(u32::MAX).unwrap();
     let producers: Vec<_> = (0..3)
         .map(|p| {
@@ -159,14 +183,21 @@ fn block_mpsc_wakes_several_blocked_producers() {
     }
     assert_eq!(got.len(), 151);
     for p in 0..3 {
-        let mine: Vec<_> = got.iter().copied().filter(|v| *v / 1000 == p && *v != u32::MAX).collect();
+        let mine: Vec<_> = got
+            .iter()
+            .copied()
+            .filter(|v| *v / 1000 == p && *v != u32::MAX)
+            .collect();
         assert_eq!(mine, (0..50).map(|i| p * 1000 + i).collect::<Vec<_>>());
     }
 }
 
 #[test]
 fn blocked_producer_fails_fast_when_the_consumer_goes() {
-    let (mut tx, rx) = spsc::<u8>(1, cfg(OverflowPolicy::Block { timeout: None }).wait(WaitStrategy::Park));
+    let (mut tx, rx) = spsc::<u8>(
+        1,
+        cfg(OverflowPolicy::Block { timeout: None }).wait(WaitStrategy::Park),
+    );
     tx.push(1).unwrap();
     let dropper = thread::spawn(move || {
         thread::sleep(Duration::from_millis(20));
@@ -195,12 +226,20 @@ fn buffer_overflows_in_order_up_to_its_byte_budget() {
     tx.push(7).unwrap();
     assert_eq!(drain(&mut rx), [7]);
     let s = rx.stats();
-    assert_eq!((s.pushed, s.popped, s.dropped_newest, s.buffered_bytes), (6, 6, 2, 0));
+    assert_eq!(
+        (s.pushed, s.popped, s.dropped_newest, s.buffered_bytes),
+        (6, 6, 2, 0)
+    );
 }
 
 #[test]
 fn buffer_preserves_order_while_the_consumer_drains_concurrently() {
-    let (tx, mut rx) = mpsc::<u64>(4, cfg(OverflowPolicy::Buffer { max_bytes: usize::MAX }));
+    let (tx, mut rx) = mpsc::<u64>(
+        4,
+        cfg(OverflowPolicy::Buffer {
+            max_bytes: usize::MAX,
+        }),
+    );
     let producer = thread::spawn(move || {
         for i in 0..200_000u64 {
             tx.push(i).unwrap();
@@ -218,7 +257,11 @@ fn buffer_preserves_order_while_the_consumer_drains_concurrently() {
 
 #[test]
 fn closing_lets_the_consumer_drain_then_reports_closed() {
-    for policy in [OverflowPolicy::DropNewest, OverflowPolicy::DropOldest, OverflowPolicy::Buffer { max_bytes: 64 }] {
+    for policy in [
+        OverflowPolicy::DropNewest,
+        OverflowPolicy::DropOldest,
+        OverflowPolicy::Buffer { max_bytes: 64 },
+    ] {
         let (mut tx, mut rx) = spsc::<u64>(2, cfg(policy));
         tx.push(1).unwrap();
         tx.push(2).unwrap();
@@ -237,7 +280,10 @@ fn closing_lets_the_consumer_drain_then_reports_closed() {
         }
         assert!(!got.is_empty());
         assert_eq!(rx.pop(), Err(Closed));
-        assert_eq!(rx.pop_timeout(Duration::from_millis(1)), Err(PopTimeoutError::Closed));
+        assert_eq!(
+            rx.pop_timeout(Duration::from_millis(1)),
+            Err(PopTimeoutError::Closed)
+        );
     }
 }
 
@@ -276,7 +322,10 @@ fn pop_timeout_expires_and_a_parked_consumer_is_woken() {
     for wait in ALL_WAITS {
         let (mut tx, mut rx) = spsc::<u32>(8, RingConfig::default().wait(wait));
         let start = Instant::now();
-        assert_eq!(rx.pop_timeout(Duration::from_millis(15)), Err(PopTimeoutError::Timeout));
+        assert_eq!(
+            rx.pop_timeout(Duration::from_millis(15)),
+            Err(PopTimeoutError::Timeout)
+        );
         assert!(start.elapsed() >= Duration::from_millis(15));
         let consumer = thread::spawn(move || rx.pop_timeout(Duration::from_secs(10)));
         thread::sleep(Duration::from_millis(20));
@@ -328,7 +377,11 @@ fn unpopped_items_are_dropped_with_the_ring() {
     }
     impl ItemSize for Counted {}
     let drops = Arc::new(AtomicUsize::new(0));
-    for policy in [OverflowPolicy::DropNewest, OverflowPolicy::DropOldest, OverflowPolicy::Buffer { max_bytes: 1 << 10 }] {
+    for policy in [
+        OverflowPolicy::DropNewest,
+        OverflowPolicy::DropOldest,
+        OverflowPolicy::Buffer { max_bytes: 1 << 10 },
+    ] {
         drops.store(0, Ordering::SeqCst);
         let (mut tx, rx) = spsc::<Counted>(3, cfg(policy));
         for _ in 0..5 {
