@@ -7,7 +7,9 @@
 //!
 //! | layer | module | what it holds |
 //! |---|---|---|
+//! | user API | [`socket`] | `Publisher`, `Subscriber`, endpoints, options, stats |
 //! | hand-off | [`ring`] | lock-free SPSC/MPSC rings with an [`ring::OverflowPolicy`] |
+//! | driver | [`io`] | the mio I/O thread of a [`io::Context`] |
 //! | protocol | [`proto`] | sans-IO state machines (ZMTP session, subscription table) |
 //! | bytes | [`wire`] | encode/decode only (ZMTP greeting, frames, commands) |
 //!
@@ -18,6 +20,10 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 #![deny(clippy::undocumented_unsafe_blocks)]
 
+pub mod io;
+pub mod proto;
 pub mod ring;
+pub mod socket;
+pub mod wire;
 
 pub(crate) mod sync;

@@ -1,0 +1,637 @@
+//! The I/O thread's loop: readiness in, session calls, bytes out.
+
+use std::collections::HashMap;
+use std::io::{self, Read};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::{Bytes, BytesMut};
+use crossbeam_channel::{Receiver, TryRecvError};
+use mio::{Events, Interest, Poll, Token};
+
+use super::backoff::Backoff;
+use super::stream::{ConnectTarget, Listener, Stream};
+use super::{Command, PeerLink, Role, SocketId, WAKER_TOKEN};
+use crate::proto::zmtp::{Event, Heartbeat, Message, Session, SessionConfig, SessionError};
+use crate::ring::{spsc, Consumer, RingConfig};
+use crate::socket::{Endpoint, PeerShared, SocketOptions, SocketShared};
+use crate::wire::zmtp::SocketType;
+
+/// Stop moving queued messages into a session once it holds this many unsent bytes: the
+/// rest waits in the peer's ring, where the overflow policy sees it.
+const SESSION_HIGH_WATER: usize = 256 * 1024;
+/// Messages taken from a ring per batch.
+const DRAIN_BATCH: usize = 256;
+/// Bytes read per system call.
+const READ_CHUNK: usize = 64 * 1024;
+
+struct SocketEntry {
+    role: Role,
+    options: SocketOptions,
+    shared: Arc<SocketShared>,
+    /// A subscriber's prefixes, repeated as often as subscribed (they are counted).
+    subscriptions: Vec<Bytes>,
+}
+
+impl SocketEntry {
+    fn socket_type(&self) -> SocketType {
+        match self.role {
+            Role::Publisher { .. } => SocketType::Pub,
+            Role::Subscriber { .. } => SocketType::Sub,
+        }
+    }
+
+    fn session_config(&self) -> SessionConfig {
+        let mut c = SessionConfig::new(self.socket_type());
+        c.max_message_size = self.options.max_message_size;
+        c.heartbeat = self.options.heartbeat_interval.map(|interval| {
+            let mut h = Heartbeat::new(interval);
+            if let Some(t) = self.options.heartbeat_timeout {
+                h.timeout = t;
+            }
+            h
+        });
+        c
+    }
+}
+
+struct Conn {
+    socket: SocketId,
+    stream: Stream,
+    session: Session,
+    input: BytesMut,
+    /// A non-blocking connect that has not completed yet.
+    connecting: bool,
+    dialer: Option<u64>,
+    /// A publisher peer's queue, once its handshake is done.
+    outbound: Option<Consumer<Arc<Message>>>,
+    peer: Arc<PeerShared>,
+    ready: bool,
+}
+
+enum DialState {
+    Waiting(Instant),
+    Active,
+}
+
+struct Dialer {
+    socket: SocketId,
+    target: ConnectTarget,
+    backoff: Backoff,
+    state: DialState,
+    ever_connected: bool,
+}
+
+/// Why a connection is being closed.
+enum Closing {
+    Eof,
+    Io,
+    Session(SessionError),
+}
+
+pub(crate) struct Reactor {
+    poll: Poll,
+    commands: Receiver<Command>,
+    kicked: Arc<AtomicBool>,
+    sockets: HashMap<SocketId, SocketEntry>,
+    listeners: HashMap<Token, (SocketId, Listener)>,
+    conns: HashMap<Token, Conn>,
+    dialers: HashMap<u64, Dialer>,
+    next_token: usize,
+    next_dialer: u64,
+    scratch: Vec<u8>,
+    due: Vec<Token>,
+}
+
+impl Reactor {
+    pub(crate) fn new(poll: Poll, commands: Receiver<Command>, kicked: Arc<AtomicBool>) -> Self {
+        Reactor {
+            poll,
+            commands,
+            kicked,
+            sockets: HashMap::new(),
+            listeners: HashMap::new(),
+            conns: HashMap::new(),
+            dialers: HashMap::new(),
+            next_token: WAKER_TOKEN.0 + 1,
+            next_dialer: 1,
+            scratch: vec![0; READ_CHUNK],
+            due: Vec::new(),
+        }
+    }
+
+    pub(crate) fn run(mut self) {
+        let mut events = Events::with_capacity(1024);
+        loop {
+            let timeout = self
+                .next_deadline()
+                .map(|d| d.saturating_duration_since(Instant::now()));
+            if let Err(e) = self.poll.poll(&mut events, timeout) {
+                if e.kind() == io::ErrorKind::Interrupted {
+                    continue;
+                }
+                eprintln!("volley-io: poll failed, I/O thread stops: {e}");
+                return;
+            }
+            let now = Instant::now();
+            for event in events.iter() {
+                let token = event.token();
+                if token == WAKER_TOKEN {
+                    continue;
+                }
+                if self.listeners.contains_key(&token) {
+                    self.accept_all(token, now);
+                } else {
+                    let result = self.on_conn_event(token, event.is_writable(), now);
+                    if let Err(why) = result {
+                        self.close_conn(token, why, now);
+                    }
+                }
+            }
+            if !self.handle_commands(now) {
+                return;
+            }
+            if self.kicked.swap(false, Ordering::AcqRel) {
+                self.service_all_outbound(now);
+            }
+            self.handle_timers(now);
+        }
+    }
+
+    fn token(&mut self) -> Token {
+        let t = Token(self.next_token);
+        self.next_token += 1;
+        t
+    }
+
+    fn next_deadline(&self) -> Option<Instant> {
+        let dialers = self.dialers.values().filter_map(|d| match d.state {
+            DialState::Waiting(t) => Some(t),
+            DialState::Active => None,
+        });
+        let sessions = self.conns.values().filter_map(|c| c.session.poll_timeout());
+        dialers.chain(sessions).min()
+    }
+
+    /// Returns false when the context shuts down.
+    fn handle_commands(&mut self, now: Instant) -> bool {
+        loop {
+            let command = match self.commands.try_recv() {
+                Ok(c) => c,
+                Err(TryRecvError::Empty) => return true,
+                Err(TryRecvError::Disconnected) => return false,
+            };
+            match command {
+                Command::Open {
+                    id,
+                    role,
+                    options,
+                    shared,
+                } => {
+                    self.sockets.insert(
+                        id,
+                        SocketEntry {
+                            role,
+                            options,
+                            shared,
+                            subscriptions: Vec::new(),
+                        },
+                    );
+                }
+                Command::Bind {
+                    id,
+                    endpoint,
+                    reply,
+                } => {
+                    let _ = reply.send(self.bind(id, &endpoint));
+                }
+                Command::Connect { id, target } => {
+                    let Some(entry) = self.sockets.get(&id) else {
+                        continue;
+                    };
+                    let key = self.next_dialer;
+                    self.next_dialer += 1;
+                    let backoff = Backoff::new(
+                        entry.options.reconnect_initial,
+                        entry.options.reconnect_max,
+                        seed(key),
+                    );
+                    self.dialers.insert(
+                        key,
+                        Dialer {
+                            socket: id,
+                            target,
+                            backoff,
+                            state: DialState::Waiting(now),
+                            ever_connected: false,
+                        },
+                    );
+                    self.dial(key, now);
+                }
+                Command::Subscribe { id, prefix } => {
+                    self.change_subscription(id, prefix, true, now)
+                }
+                Command::Cancel { id, prefix } => self.change_subscription(id, prefix, false, now),
+                Command::Close { id } => self.close_socket(id, now),
+                Command::Shutdown => return false,
+            }
+        }
+    }
+
+    fn bind(
+        &mut self,
+        id: SocketId,
+        endpoint: &Endpoint,
+    ) -> Result<Endpoint, crate::socket::Error> {
+        if !self.sockets.contains_key(&id) {
+            return Err(crate::socket::Error::Closed);
+        }
+        let (mut listener, bound) = Listener::bind(endpoint)?;
+        let token = self.token();
+        self.poll
+            .registry()
+            .register(&mut listener, token, Interest::READABLE)?;
+        self.listeners.insert(token, (id, listener));
+        Ok(bound)
+    }
+
+    fn accept_all(&mut self, token: Token, now: Instant) {
+        loop {
+            let Some((socket, listener)) = self.listeners.get(&token) else {
+                return;
+            };
+            let socket = *socket;
+            match listener.accept() {
+                Ok(stream) => {
+                    if let Err(e) = self.add_conn(socket, stream, false, None, now) {
+                        eprintln!("volley-io: could not register an accepted connection: {e}");
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    // Out of descriptors or a peer that reset before accept: this listener
+                    // stays; the next readiness tries again.
+                    eprintln!("volley-io: accept failed: {e}");
+                    return;
+                }
+            }
+        }
+    }
+
+    fn add_conn(
+        &mut self,
+        socket: SocketId,
+        mut stream: Stream,
+        connecting: bool,
+        dialer: Option<u64>,
+        now: Instant,
+    ) -> io::Result<Token> {
+        let entry = self
+            .sockets
+            .get(&socket)
+            .ok_or_else(|| io::Error::other("socket closed"))?;
+        let mut session = Session::new(entry.session_config(), now);
+        for prefix in &entry.subscriptions {
+            session.send_subscribe(prefix);
+        }
+        let peer = Arc::new(PeerShared::new(stream.peer_name()));
+        let token = self.token();
+        self.poll.registry().register(
+            &mut stream,
+            token,
+            Interest::READABLE | Interest::WRITABLE,
+        )?;
+        self.conns.insert(
+            token,
+            Conn {
+                socket,
+                stream,
+                session,
+                input: BytesMut::with_capacity(READ_CHUNK),
+                connecting,
+                dialer,
+                outbound: None,
+                peer,
+                ready: false,
+            },
+        );
+        if !connecting {
+            if let Err(why) = self.service_out(token, now) {
+                self.close_conn(token, why, now);
+            }
+        }
+        Ok(token)
+    }
+
+    fn dial(&mut self, key: u64, now: Instant) {
+        let Some(d) = self.dialers.get(&key) else {
+            return;
+        };
+        let socket = d.socket;
+        let result = Stream::connect(&d.target)
+            .and_then(|stream| self.add_conn(socket, stream, true, Some(key), now));
+        let Some(d) = self.dialers.get_mut(&key) else {
+            return;
+        };
+        match result {
+            Ok(_) => d.state = DialState::Active,
+            Err(_) => d.state = DialState::Waiting(now + d.backoff.next_delay()),
+        }
+    }
+
+    fn on_conn_event(&mut self, token: Token, writable: bool, now: Instant) -> Result<(), Closing> {
+        let Some(conn) = self.conns.get_mut(&token) else {
+            return Ok(());
+        };
+        if conn.connecting {
+            if !writable {
+                return Ok(());
+            }
+            match conn.stream.connect_result() {
+                Ok(true) => conn.connecting = false,
+                Ok(false) => return Ok(()),
+                Err(_) => return Err(Closing::Io),
+            }
+        }
+        self.read_all(token, now)?;
+        self.service_out(token, now)
+    }
+
+    /// Reads until the socket would block (mio readiness is edge-triggered), handing
+    /// each chunk to the session and acting on its events.
+    fn read_all(&mut self, token: Token, now: Instant) -> Result<(), Closing> {
+        loop {
+            let Some(conn) = self.conns.get_mut(&token) else {
+                return Ok(());
+            };
+            let n = match conn.stream.read(&mut self.scratch) {
+                Ok(0) => return Err(Closing::Eof),
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(_) => return Err(Closing::Io),
+            };
+            conn.input.extend_from_slice(&self.scratch[..n]);
+            let result = conn.session.handle_input(&mut conn.input, now);
+            self.dispatch_events(token, now);
+            result.map_err(Closing::Session)?;
+        }
+    }
+
+    fn dispatch_events(&mut self, token: Token, now: Instant) {
+        let Some(conn) = self.conns.get_mut(&token) else {
+            return;
+        };
+        let Some(entry) = self.sockets.get_mut(&conn.socket) else {
+            return;
+        };
+        while let Some(event) = conn.session.poll_event() {
+            match event {
+                Event::Ready { .. } => {
+                    conn.ready = true;
+                    entry.shared.peers.fetch_add(1, Ordering::Relaxed);
+                    if let Some(d) = conn.dialer.and_then(|k| self.dialers.get_mut(&k)) {
+                        if d.ever_connected {
+                            entry.shared.reconnects.fetch_add(1, Ordering::Relaxed);
+                        }
+                        d.ever_connected = true;
+                        d.backoff.reset();
+                    }
+                    if let Role::Publisher { attach } = &entry.role {
+                        let mut config = RingConfig::with_policy(entry.options.policy);
+                        config.wait = Default::default();
+                        let (queue, consumer) = spsc(entry.options.queue_capacity, config);
+                        conn.outbound = Some(consumer);
+                        let _ = attach.send(PeerLink {
+                            shared: conn.peer.clone(),
+                            queue,
+                        });
+                    }
+                }
+                Event::Message(message) => {
+                    let bytes = message.byte_len() as u64;
+                    conn.peer.messages_in.fetch_add(1, Ordering::Relaxed);
+                    conn.peer.bytes_in.fetch_add(bytes, Ordering::Relaxed);
+                    entry.shared.messages_in.fetch_add(1, Ordering::Relaxed);
+                    entry.shared.bytes_in.fetch_add(bytes, Ordering::Relaxed);
+                    if let Role::Subscriber { inbound } = &mut entry.role {
+                        // A refusal is counted by the ring (its policy); the I/O thread
+                        // never waits here.
+                        let _ = inbound.push(message);
+                    }
+                }
+                Event::Subscribe(_) | Event::Cancel(_) => {
+                    let table = Arc::new(conn.session.peer_subscriptions().clone());
+                    if let Ok(mut g) = conn.peer.subscriptions.lock() {
+                        *g = table;
+                    }
+                    conn.peer
+                        .subscriptions_version
+                        .fetch_add(1, Ordering::Release);
+                }
+            }
+        }
+        let _ = now;
+    }
+
+    /// Moves queued messages into the session and writes until done or the socket
+    /// would block.
+    fn service_out(&mut self, token: Token, _now: Instant) -> Result<(), Closing> {
+        let Some(conn) = self.conns.get_mut(&token) else {
+            return Ok(());
+        };
+        if conn.connecting {
+            return Ok(());
+        }
+        let Some(entry) = self.sockets.get(&conn.socket) else {
+            return Ok(());
+        };
+        let Conn {
+            stream,
+            session,
+            outbound,
+            peer,
+            ..
+        } = conn;
+        loop {
+            if let Some(queue) = outbound {
+                let (mut messages, mut bytes) = (0u64, 0u64);
+                while session.queued_len() < SESSION_HIGH_WATER {
+                    let n = queue.pop_batch(DRAIN_BATCH, |m| {
+                        if session.send_message(m.frames()).is_ok() {
+                            messages += 1;
+                            bytes += m.byte_len() as u64;
+                        }
+                    });
+                    if n == 0 {
+                        break;
+                    }
+                }
+                if messages > 0 {
+                    peer.messages_out.fetch_add(messages, Ordering::Relaxed);
+                    peer.bytes_out.fetch_add(bytes, Ordering::Relaxed);
+                    entry
+                        .shared
+                        .messages_out
+                        .fetch_add(messages, Ordering::Relaxed);
+                    entry.shared.bytes_out.fetch_add(bytes, Ordering::Relaxed);
+                }
+            }
+            let before = session.queued_len();
+            let written = session.write_to(stream);
+            peer.unsent_bytes
+                .store(session.queued_len() as u64, Ordering::Relaxed);
+            match written {
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
+                Err(_) => return Err(Closing::Io),
+            }
+            let more_queued = outbound.as_ref().is_some_and(|q| q.stats().len > 0);
+            // Stop when nothing moved (handshake gate) or nothing is left.
+            if !more_queued || session.queued_len() == before {
+                return Ok(());
+            }
+        }
+    }
+
+    fn service_all_outbound(&mut self, now: Instant) {
+        self.due.clear();
+        self.due.extend(
+            self.conns
+                .iter()
+                .filter(|(_, c)| c.outbound.is_some())
+                .map(|(t, _)| *t),
+        );
+        for i in 0..self.due.len() {
+            let token = self.due[i];
+            if let Err(why) = self.service_out(token, now) {
+                self.close_conn(token, why, now);
+            }
+        }
+    }
+
+    fn handle_timers(&mut self, now: Instant) {
+        let due_dialers: Vec<u64> = self
+            .dialers
+            .iter()
+            .filter(|(_, d)| matches!(d.state, DialState::Waiting(t) if t <= now))
+            .map(|(k, _)| *k)
+            .collect();
+        for key in due_dialers {
+            self.dial(key, now);
+        }
+        self.due.clear();
+        self.due.extend(
+            self.conns
+                .iter()
+                .filter(|(_, c)| c.session.poll_timeout().is_some_and(|t| t <= now))
+                .map(|(t, _)| *t),
+        );
+        for i in 0..self.due.len() {
+            let token = self.due[i];
+            let Some(conn) = self.conns.get_mut(&token) else {
+                continue;
+            };
+            let result = match conn.session.handle_timeout(now) {
+                Ok(()) => self.service_out(token, now),
+                Err(e) => Err(Closing::Session(e)),
+            };
+            if let Err(why) = result {
+                self.close_conn(token, why, now);
+            }
+        }
+    }
+
+    fn change_subscription(&mut self, id: SocketId, prefix: Bytes, subscribe: bool, now: Instant) {
+        let Some(entry) = self.sockets.get_mut(&id) else {
+            return;
+        };
+        if subscribe {
+            entry.subscriptions.push(prefix.clone());
+        } else if let Some(i) = entry.subscriptions.iter().position(|p| *p == prefix) {
+            entry.subscriptions.remove(i);
+        } else {
+            return;
+        }
+        self.due.clear();
+        for (token, conn) in self.conns.iter_mut().filter(|(_, c)| c.socket == id) {
+            if subscribe {
+                conn.session.send_subscribe(&prefix);
+            } else {
+                conn.session.send_cancel(&prefix);
+            }
+            self.due.push(*token);
+        }
+        for i in 0..self.due.len() {
+            let token = self.due[i];
+            if let Err(why) = self.service_out(token, now) {
+                self.close_conn(token, why, now);
+            }
+        }
+    }
+
+    fn close_conn(&mut self, token: Token, why: Closing, now: Instant) {
+        let Some(mut conn) = self.conns.remove(&token) else {
+            return;
+        };
+        if let Closing::Session(_) = why {
+            // The session may have queued an ERROR for the peer: one best-effort write.
+            let _ = conn.session.write_to(&mut conn.stream);
+        }
+        let _ = self.poll.registry().deregister(&mut conn.stream);
+        conn.peer.closed.store(true, Ordering::Release);
+        if let Some(entry) = self.sockets.get(&conn.socket) {
+            if conn.ready {
+                entry.shared.peers.fetch_sub(1, Ordering::Relaxed);
+            }
+            if let Closing::Session(e) = &why {
+                entry.shared.protocol_errors.fetch_add(1, Ordering::Relaxed);
+                if matches!(e, SessionError::MessageTooLarge { .. }) {
+                    entry.shared.oversized.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }
+        if let Some(d) = conn.dialer.and_then(|k| self.dialers.get_mut(&k)) {
+            d.state = DialState::Waiting(now + d.backoff.next_delay());
+        }
+    }
+
+    fn close_socket(&mut self, id: SocketId, now: Instant) {
+        // Last chance for queued messages: move and write what the sockets take now.
+        let tokens: Vec<Token> = self
+            .conns
+            .iter()
+            .filter(|(_, c)| c.socket == id)
+            .map(|(t, _)| *t)
+            .collect();
+        for token in &tokens {
+            let _ = self.service_out(*token, now);
+        }
+        self.dialers.retain(|_, d| d.socket != id);
+        for token in tokens {
+            self.close_conn(token, Closing::Eof, now);
+        }
+        let listeners: Vec<Token> = self
+            .listeners
+            .iter()
+            .filter(|(_, (s, _))| *s == id)
+            .map(|(t, _)| *t)
+            .collect();
+        for token in listeners {
+            if let Some((_, mut l)) = self.listeners.remove(&token) {
+                let _ = self.poll.registry().deregister(&mut l);
+            }
+        }
+        self.sockets.remove(&id);
+    }
+}
+
+fn seed(key: u64) -> u64 {
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0);
+    t ^ key.wrapping_mul(0x9E37_79B9_7F4A_7C15)
+}

@@ -1,0 +1,201 @@
+//! TCP and Unix stream sockets behind one type, so the reactor treats `tcp://` and
+//! `ipc://` connections alike.
+
+use std::io::{self, IoSlice, Read, Write};
+use std::path::PathBuf;
+
+use mio::event::Source;
+use mio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
+use mio::{Interest, Registry, Token};
+
+use crate::socket::Endpoint;
+
+pub(crate) enum Stream {
+    Tcp(TcpStream),
+    Unix(UnixStream),
+}
+
+impl Stream {
+    /// Starts a non-blocking connect.
+    pub(crate) fn connect(target: &ConnectTarget) -> io::Result<Stream> {
+        match target {
+            ConnectTarget::Tcp(addr) => {
+                let s = TcpStream::connect(*addr)?;
+                s.set_nodelay(true)?;
+                Ok(Stream::Tcp(s))
+            }
+            ConnectTarget::Unix(path) => Ok(Stream::Unix(UnixStream::connect(path)?)),
+        }
+    }
+
+    /// The pending error of a non-blocking connect, or whether it completed.
+    pub(crate) fn connect_result(&self) -> io::Result<bool> {
+        match self {
+            Stream::Tcp(s) => {
+                if let Some(e) = s.take_error()? {
+                    return Err(e);
+                }
+                match s.peer_addr() {
+                    Ok(_) => Ok(true),
+                    Err(e) if e.kind() == io::ErrorKind::NotConnected => Ok(false),
+                    Err(e) => Err(e),
+                }
+            }
+            Stream::Unix(s) => {
+                if let Some(e) = s.take_error()? {
+                    return Err(e);
+                }
+                Ok(true)
+            }
+        }
+    }
+
+    pub(crate) fn peer_name(&self) -> String {
+        match self {
+            Stream::Tcp(s) => s
+                .peer_addr()
+                .map(|a| Endpoint::from_addr(a).to_string())
+                .unwrap_or_else(|_| "tcp://?".into()),
+            Stream::Unix(_) => "ipc peer".into(),
+        }
+    }
+}
+
+impl Read for Stream {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Stream::Tcp(s) => s.read(buf),
+            Stream::Unix(s) => s.read(buf),
+        }
+    }
+}
+
+impl Write for Stream {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            Stream::Tcp(s) => s.write(buf),
+            Stream::Unix(s) => s.write(buf),
+        }
+    }
+
+    fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+        match self {
+            Stream::Tcp(s) => s.write_vectored(bufs),
+            Stream::Unix(s) => s.write_vectored(bufs),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Source for Stream {
+    fn register(&mut self, r: &Registry, t: Token, i: Interest) -> io::Result<()> {
+        match self {
+            Stream::Tcp(s) => s.register(r, t, i),
+            Stream::Unix(s) => s.register(r, t, i),
+        }
+    }
+
+    fn reregister(&mut self, r: &Registry, t: Token, i: Interest) -> io::Result<()> {
+        match self {
+            Stream::Tcp(s) => s.reregister(r, t, i),
+            Stream::Unix(s) => s.reregister(r, t, i),
+        }
+    }
+
+    fn deregister(&mut self, r: &Registry) -> io::Result<()> {
+        match self {
+            Stream::Tcp(s) => s.deregister(r),
+            Stream::Unix(s) => s.deregister(r),
+        }
+    }
+}
+
+/// A resolved connect target.
+#[derive(Debug, Clone)]
+pub(crate) enum ConnectTarget {
+    Tcp(std::net::SocketAddr),
+    Unix(PathBuf),
+}
+
+pub(crate) enum Listener {
+    Tcp(TcpListener),
+    /// The path is removed again when the listener closes.
+    Unix(UnixListener, PathBuf),
+}
+
+impl Listener {
+    /// Binds, returning the listener and the endpoint as bound (the real port for 0).
+    pub(crate) fn bind(endpoint: &Endpoint) -> Result<(Listener, Endpoint), crate::socket::Error> {
+        match endpoint {
+            Endpoint::Tcp { .. } => {
+                let mut last = None;
+                for addr in endpoint.socket_addrs()? {
+                    match TcpListener::bind(addr) {
+                        Ok(l) => {
+                            let bound = Endpoint::from_addr(l.local_addr()?);
+                            return Ok((Listener::Tcp(l), bound));
+                        }
+                        Err(e) => last = Some(e),
+                    }
+                }
+                Err(last
+                    .map(crate::socket::Error::from)
+                    .unwrap_or_else(|| crate::socket::Error::InvalidEndpoint(endpoint.to_string())))
+            }
+            Endpoint::Ipc(path) => {
+                // A stale socket file from an earlier run would make bind fail; a live one
+                // answers a connect, and then we refuse rather than steal it.
+                if path.exists() && std::os::unix::net::UnixStream::connect(path).is_err() {
+                    let _ = std::fs::remove_file(path);
+                }
+                let l = UnixListener::bind(path)?;
+                Ok((Listener::Unix(l, path.clone()), endpoint.clone()))
+            }
+        }
+    }
+
+    pub(crate) fn accept(&self) -> io::Result<Stream> {
+        match self {
+            Listener::Tcp(l) => {
+                let (s, _) = l.accept()?;
+                s.set_nodelay(true)?;
+                Ok(Stream::Tcp(s))
+            }
+            Listener::Unix(l, _) => Ok(Stream::Unix(l.accept()?.0)),
+        }
+    }
+}
+
+impl Drop for Listener {
+    fn drop(&mut self) {
+        if let Listener::Unix(_, path) = self {
+            let _ = std::fs::remove_file(path);
+        }
+    }
+}
+
+impl Source for Listener {
+    fn register(&mut self, r: &Registry, t: Token, i: Interest) -> io::Result<()> {
+        match self {
+            Listener::Tcp(l) => l.register(r, t, i),
+            Listener::Unix(l, _) => l.register(r, t, i),
+        }
+    }
+
+    fn reregister(&mut self, r: &Registry, t: Token, i: Interest) -> io::Result<()> {
+        match self {
+            Listener::Tcp(l) => l.reregister(r, t, i),
+            Listener::Unix(l, _) => l.reregister(r, t, i),
+        }
+    }
+
+    fn deregister(&mut self, r: &Registry) -> io::Result<()> {
+        match self {
+            Listener::Tcp(l) => l.deregister(r),
+            Listener::Unix(l, _) => l.deregister(r),
+        }
+    }
+}

@@ -1,0 +1,283 @@
+//! The user API: [`Publisher`] and [`Subscriber`] over `tcp://` and `ipc://`, speaking
+//! ZMTP 3.1 so that libzmq, pyzmq and jeromq peers can join the same topics.
+//!
+//! ```no_run
+//! use std::time::Duration;
+//! use volley::socket::{Message, Publisher, Subscriber};
+//!
+//! let mut publisher = Publisher::new()?;
+//! let endpoint = publisher.bind("tcp://127.0.0.1:0")?;          // port 0: pick one
+//! let mut subscriber = Subscriber::new()?;
+//! subscriber.connect(&endpoint.to_string())?;
+//! subscriber.subscribe(b"cpu.")?;                                 // prefix match
+//! publisher.wait_for_subscribers(1, Duration::from_secs(5));     // the slow-joiner gap
+//! publisher.send(Message::from_parts(["cpu.load", "0.42"]))?;
+//! let msg = subscriber.recv()?;
+//! assert_eq!(msg.topic(), b"cpu.load");
+//! # Ok::<(), volley::socket::Error>(())
+//! ```
+//!
+//! # Queues and drops
+//! Each connected subscriber has its own outbound ring at the publisher, with the
+//! socket's [`OverflowPolicy`] (default DropNewest, like ZeroMQ's PUB at its high-water
+//! mark); each subscriber socket has one inbound ring. Every drop is counted in
+//! [`SocketStats`] and [`PeerStats`].
+
+mod endpoint;
+mod publisher;
+mod subscriber;
+
+use std::fmt;
+use std::io;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+
+use crate::proto::subscriptions::SubscriptionTable;
+pub use crate::proto::zmtp::Message;
+use crate::ring::ItemSize;
+pub use crate::ring::{OverflowPolicy, RingStats};
+pub use endpoint::Endpoint;
+pub use publisher::Publisher;
+pub use subscriber::Subscriber;
+
+impl Message {
+    /// A message from frames given as anything that converts to [`Bytes`]
+    /// (`&'static str`, `String`, `Vec<u8>`, `Bytes`, ...). The first frame is the topic.
+    pub fn from_parts<I, F>(frames: I) -> Message
+    where
+        I: IntoIterator<Item = F>,
+        F: Into<Bytes>,
+    {
+        Message::new(frames.into_iter().map(Into::into).collect())
+    }
+}
+
+impl ItemSize for Message {
+    fn item_size(&self) -> usize {
+        std::mem::size_of::<Self>() + self.byte_len()
+    }
+}
+
+impl ItemSize for Arc<Message> {
+    fn item_size(&self) -> usize {
+        std::mem::size_of::<Self>() + self.byte_len()
+    }
+}
+
+/// How [`Subscriber::recv`] waits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum RecvMode {
+    /// Spin briefly, then park the thread: frees the core, costs a wake-up.
+    #[default]
+    Blocking,
+    /// Spin on the inbound ring without sleeping: lowest latency, burns a core.
+    BusyPoll,
+}
+
+/// Options of one socket.
+#[derive(Debug, Clone)]
+pub struct SocketOptions {
+    /// Capacity of each queue (per peer at a publisher, per socket at a subscriber), in
+    /// messages; ZeroMQ's high-water mark. Default 1000.
+    pub queue_capacity: usize,
+    /// What a full queue does. Default DropNewest. A subscriber's queue is filled by the
+    /// I/O thread, which must never wait: Block is refused there.
+    pub policy: OverflowPolicy,
+    /// How `recv` waits.
+    pub recv_mode: RecvMode,
+    /// First reconnect delay; it doubles up to `reconnect_max`, with jitter. Default 100 ms.
+    pub reconnect_initial: Duration,
+    /// Longest reconnect delay. Default 5 s.
+    pub reconnect_max: Duration,
+    /// Send PINGs on idle connections at this interval and drop peers silent for longer
+    /// than `heartbeat_timeout` after one. Default off (PINGs are always answered).
+    pub heartbeat_interval: Option<Duration>,
+    /// How long an unanswered PING may wait. Default: the interval.
+    pub heartbeat_timeout: Option<Duration>,
+    /// Largest accepted incoming message (all frames); larger ones close the connection
+    /// and are counted. Default 1 MiB.
+    pub max_message_size: u64,
+}
+
+impl Default for SocketOptions {
+    fn default() -> Self {
+        SocketOptions {
+            queue_capacity: 1000,
+            policy: OverflowPolicy::DropNewest,
+            recv_mode: RecvMode::Blocking,
+            reconnect_initial: Duration::from_millis(100),
+            reconnect_max: Duration::from_secs(5),
+            heartbeat_interval: None,
+            heartbeat_timeout: None,
+            max_message_size: crate::proto::zmtp::DEFAULT_MAX_MESSAGE_SIZE,
+        }
+    }
+}
+
+/// Errors of socket operations.
+#[derive(Debug)]
+pub enum Error {
+    /// The endpoint string could not be used; the text says why.
+    InvalidEndpoint(String),
+    /// An option value that cannot work; the text says why.
+    InvalidOption(String),
+    /// The operating system refused (bind in use, connect refused, ...).
+    Io(io::Error),
+    /// The I/O thread is gone (its context was shut down).
+    ContextGone,
+    /// Every producer of the queue is gone: the socket is closed.
+    Closed,
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::InvalidEndpoint(why) => write!(f, "invalid endpoint {why}"),
+            Error::InvalidOption(why) => write!(f, "invalid option: {why}"),
+            Error::Io(e) => write!(f, "{e}"),
+            Error::ContextGone => f.write_str("the volley I/O thread is gone"),
+            Error::Closed => f.write_str("socket closed"),
+        }
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Error::Io(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+impl From<io::Error> for Error {
+    fn from(e: io::Error) -> Error {
+        Error::Io(e)
+    }
+}
+
+/// Counters of one socket.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SocketStats {
+    /// Messages written to peers.
+    pub messages_out: u64,
+    /// Payload bytes (all frames) written to peers.
+    pub bytes_out: u64,
+    /// Messages received from peers.
+    pub messages_in: u64,
+    /// Payload bytes received from peers.
+    pub bytes_in: u64,
+    /// Messages dropped by a queue's overflow policy (newest refused, oldest evicted,
+    /// timed out), over all queues of the socket, including closed peers'.
+    pub dropped: u64,
+    /// Successful reconnects after a connection was lost.
+    pub reconnects: u64,
+    /// Connections closed for a protocol error (malformed input, wrong socket type,
+    /// heartbeat timeout, ...).
+    pub protocol_errors: u64,
+    /// Of those, connections closed for a message above the size limit.
+    pub oversized: u64,
+    /// Peers connected (handshake done) now.
+    pub peers: u64,
+}
+
+/// Counters of one peer connection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeerStats {
+    /// The peer's address.
+    pub peer: String,
+    /// Messages written to this peer.
+    pub messages_out: u64,
+    /// Payload bytes written to this peer.
+    pub bytes_out: u64,
+    /// Messages received from this peer.
+    pub messages_in: u64,
+    /// Payload bytes received from this peer.
+    pub bytes_in: u64,
+    /// This peer's outbound queue at a publisher (drops by policy, depth).
+    pub queue: Option<RingStats>,
+}
+
+/// State of one socket shared between its handle and the I/O thread.
+#[derive(Debug, Default)]
+pub(crate) struct SocketShared {
+    pub(crate) messages_out: AtomicU64,
+    pub(crate) bytes_out: AtomicU64,
+    pub(crate) messages_in: AtomicU64,
+    pub(crate) bytes_in: AtomicU64,
+    pub(crate) reconnects: AtomicU64,
+    pub(crate) protocol_errors: AtomicU64,
+    pub(crate) oversized: AtomicU64,
+    pub(crate) peers: AtomicU64,
+}
+
+impl SocketShared {
+    pub(crate) fn stats(&self) -> SocketStats {
+        let r = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        SocketStats {
+            messages_out: r(&self.messages_out),
+            bytes_out: r(&self.bytes_out),
+            messages_in: r(&self.messages_in),
+            bytes_in: r(&self.bytes_in),
+            dropped: 0,
+            reconnects: r(&self.reconnects),
+            protocol_errors: r(&self.protocol_errors),
+            oversized: r(&self.oversized),
+            peers: r(&self.peers),
+        }
+    }
+}
+
+/// State of one peer connection shared between a publisher handle and the I/O thread.
+#[derive(Debug)]
+pub(crate) struct PeerShared {
+    pub(crate) peer: String,
+    pub(crate) messages_out: AtomicU64,
+    pub(crate) bytes_out: AtomicU64,
+    pub(crate) messages_in: AtomicU64,
+    pub(crate) bytes_in: AtomicU64,
+    /// Bytes the session holds that the socket has not taken yet.
+    pub(crate) unsent_bytes: AtomicU64,
+    pub(crate) closed: AtomicBool,
+    /// Bumped by the I/O thread after each change of `subscriptions`.
+    pub(crate) subscriptions_version: AtomicU64,
+    pub(crate) subscriptions: Mutex<Arc<SubscriptionTable>>,
+}
+
+impl PeerShared {
+    pub(crate) fn new(peer: String) -> PeerShared {
+        PeerShared {
+            peer,
+            messages_out: AtomicU64::new(0),
+            bytes_out: AtomicU64::new(0),
+            messages_in: AtomicU64::new(0),
+            bytes_in: AtomicU64::new(0),
+            unsent_bytes: AtomicU64::new(0),
+            closed: AtomicBool::new(false),
+            subscriptions_version: AtomicU64::new(0),
+            subscriptions: Mutex::new(Arc::new(SubscriptionTable::new())),
+        }
+    }
+
+    pub(crate) fn stats(&self, queue: Option<RingStats>) -> PeerStats {
+        let r = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        PeerStats {
+            peer: self.peer.clone(),
+            messages_out: r(&self.messages_out),
+            bytes_out: r(&self.bytes_out),
+            messages_in: r(&self.messages_in),
+            bytes_in: r(&self.bytes_in),
+            queue,
+        }
+    }
+
+    pub(crate) fn subscriptions(&self) -> Arc<SubscriptionTable> {
+        match self.subscriptions.lock() {
+            Ok(g) => g.clone(),
+            Err(p) => p.into_inner().clone(),
+        }
+    }
+}

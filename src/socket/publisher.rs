@@ -1,0 +1,296 @@
+//! [`Publisher`]: fan-out to every subscriber whose subscriptions match the topic.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use crossbeam_channel::Receiver;
+
+use super::{Endpoint, Error, Message, PeerStats, SocketOptions, SocketShared, SocketStats};
+use crate::io::{Command, ConnectTarget, Context, PeerLink, Role, SocketId};
+use crate::proto::subscriptions::SubscriptionTable;
+use crate::ring::{PushError, RingStats};
+
+/// A PUB socket: [`send`](Publisher::send) queues a message for every connected subscriber
+/// whose subscriptions match its first frame (filtering happens here, at the publisher,
+/// as ZeroMQ does over TCP). Subscribers that connect later miss what was sent before
+/// their subscription arrived (ZeroMQ's "slow joiner"); [`wait_for_subscribers`]
+/// (Publisher::wait_for_subscribers) bridges that gap where it matters.
+///
+/// Implementation notes: each peer has its own SPSC ring from this handle to the I/O
+/// thread, so the overflow policy applies per peer and a slow subscriber never stalls the
+/// others (unless the policy is Block). A message is reference-counted once and shared by
+/// every peer's ring: fan-out copies no payload.
+pub struct Publisher {
+    context: Context,
+    id: SocketId,
+    shared: Arc<SocketShared>,
+    attach: Receiver<PeerLink>,
+    peers: Vec<Peer>,
+    /// Drops counted by the rings of peers that have gone.
+    retired_drops: u64,
+}
+
+struct Peer {
+    link: PeerLink,
+    version: u64,
+    subscriptions: Arc<SubscriptionTable>,
+}
+
+impl Peer {
+    fn refresh(&mut self) {
+        let v = self
+            .link
+            .shared
+            .subscriptions_version
+            .load(Ordering::Acquire);
+        if v != self.version {
+            self.version = v;
+            self.subscriptions = self.link.shared.subscriptions();
+        }
+    }
+}
+
+fn drops(s: &RingStats) -> u64 {
+    s.dropped_newest + s.dropped_oldest + s.timed_out
+}
+
+impl Publisher {
+    /// A publisher with default options on the global context.
+    pub fn new() -> Result<Publisher, Error> {
+        Publisher::with_options(Context::global()?, SocketOptions::default())
+    }
+
+    /// A publisher with `options` on `context`.
+    pub fn with_options(context: &Context, options: SocketOptions) -> Result<Publisher, Error> {
+        if options.queue_capacity == 0 {
+            return Err(Error::InvalidOption(
+                "queue_capacity must be at least 1".into(),
+            ));
+        }
+        let id = context.next_socket_id();
+        let shared = Arc::new(SocketShared::default());
+        let (tx, attach) = crossbeam_channel::unbounded();
+        context.command(Command::Open {
+            id,
+            role: Role::Publisher { attach: tx },
+            options,
+            shared: shared.clone(),
+        })?;
+        Ok(Publisher {
+            context: context.clone(),
+            id,
+            shared,
+            attach,
+            peers: Vec::new(),
+            retired_drops: 0,
+        })
+    }
+
+    /// Listens on `endpoint` (`tcp://HOST:PORT`, `tcp://*:PORT`, `ipc://PATH`); returns
+    /// the endpoint as bound (with the real port when 0 was asked for).
+    pub fn bind(&mut self, endpoint: &str) -> Result<Endpoint, Error> {
+        bind(&self.context, self.id, endpoint)
+    }
+
+    /// Connects to a subscriber that binds, reconnecting with backoff whenever the
+    /// connection is lost. Returns once the attempt is started: an unreachable endpoint
+    /// is retried, not an error.
+    pub fn connect(&mut self, endpoint: &str) -> Result<(), Error> {
+        connect(&self.context, self.id, endpoint)
+    }
+
+    /// Queues `message` for every subscriber whose subscriptions match its first frame;
+    /// returns how many took it. A peer whose queue refuses it counts the drop (see
+    /// [`stats`](Self::stats)); with the Block policy this waits for room.
+    pub fn send(&mut self, message: Message) -> Result<usize, Error> {
+        self.attach_new_peers();
+        let message = Arc::new(message);
+        let mut queued = 0;
+        let mut any_closed = false;
+        for peer in &mut self.peers {
+            peer.refresh();
+            if !peer.subscriptions.matches(message.topic()) {
+                continue;
+            }
+            match peer.link.queue.push(message.clone()) {
+                Ok(()) => queued += 1,
+                Err(PushError::Closed(_)) => any_closed = true,
+                Err(_) => {}
+            }
+        }
+        if queued > 0 {
+            self.context.kick();
+        }
+        if any_closed {
+            self.retire_closed_peers();
+        }
+        Ok(queued)
+    }
+
+    /// Sends a two-frame message: `topic`, then `payload`.
+    pub fn send_topic(
+        &mut self,
+        topic: impl Into<Bytes>,
+        payload: impl Into<Bytes>,
+    ) -> Result<usize, Error> {
+        self.send(Message::new(vec![topic.into(), payload.into()]))
+    }
+
+    fn attach_new_peers(&mut self) {
+        while let Ok(link) = self.attach.try_recv() {
+            self.peers.push(Peer {
+                link,
+                version: u64::MAX,
+                subscriptions: Arc::new(SubscriptionTable::new()),
+            });
+        }
+    }
+
+    fn retire_closed_peers(&mut self) {
+        let mut retired = 0;
+        self.peers.retain(|p| {
+            let gone = p.link.queue.is_closed();
+            if gone {
+                retired += drops(&p.link.queue.stats());
+            }
+            !gone
+        });
+        self.retired_drops += retired;
+    }
+
+    /// Peers connected now (handshake done).
+    pub fn peer_count(&mut self) -> usize {
+        self.attach_new_peers();
+        self.retire_closed_peers();
+        self.peers.len()
+    }
+
+    /// The subscriptions of every connected peer, merged: each prefix with how many
+    /// subscriptions name it (what ZeroMQ's XPUB reports).
+    pub fn subscriptions(&mut self) -> Vec<(Bytes, usize)> {
+        self.attach_new_peers();
+        self.retire_closed_peers();
+        let mut merged = SubscriptionTable::new();
+        for peer in &mut self.peers {
+            peer.refresh();
+            for (prefix, count) in peer.subscriptions.iter() {
+                for _ in 0..count {
+                    merged.subscribe(prefix);
+                }
+            }
+        }
+        merged
+            .iter()
+            .map(|(p, c)| (Bytes::copy_from_slice(p), c))
+            .collect()
+    }
+
+    /// Waits until at least `peers` peers are connected and each has subscribed to
+    /// something, or `timeout` passes; returns whether they did.
+    pub fn wait_for_subscribers(&mut self, peers: usize, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        loop {
+            self.attach_new_peers();
+            self.retire_closed_peers();
+            let mut subscribed = 0;
+            for p in &mut self.peers {
+                p.refresh();
+                subscribed += usize::from(!p.subscriptions.is_empty());
+            }
+            if subscribed >= peers {
+                return true;
+            }
+            if Instant::now() >= deadline {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+
+    /// Waits until every queued message has been handed to the operating system, or
+    /// `timeout` passes; returns whether it was.
+    pub fn flush(&mut self, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        loop {
+            self.attach_new_peers();
+            self.retire_closed_peers();
+            let pending = self.peers.iter().any(|p| {
+                p.link.queue.stats().len > 0
+                    || p.link.shared.unsent_bytes.load(Ordering::Relaxed) > 0
+            });
+            if !pending {
+                return true;
+            }
+            if Instant::now() >= deadline {
+                return false;
+            }
+            self.context.kick();
+            std::thread::sleep(Duration::from_micros(200));
+        }
+    }
+
+    /// Counters of this socket, summed over its peers (including ones that left).
+    pub fn stats(&mut self) -> SocketStats {
+        self.attach_new_peers();
+        let mut s = self.shared.stats();
+        s.dropped = self.retired_drops
+            + self
+                .peers
+                .iter()
+                .map(|p| drops(&p.link.queue.stats()))
+                .sum::<u64>();
+        s
+    }
+
+    /// Counters of each connected peer, with its queue.
+    pub fn peer_stats(&mut self) -> Vec<PeerStats> {
+        self.attach_new_peers();
+        self.peers
+            .iter()
+            .map(|p| p.link.shared.stats(Some(p.link.queue.stats())))
+            .collect()
+    }
+}
+
+impl Drop for Publisher {
+    fn drop(&mut self) {
+        self.context.kick();
+        let _ = self.context.command(Command::Close { id: self.id });
+    }
+}
+
+impl std::fmt::Debug for Publisher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Publisher")
+            .field("id", &self.id)
+            .field("peers", &self.peers.len())
+            .finish()
+    }
+}
+
+pub(super) fn bind(context: &Context, id: SocketId, endpoint: &str) -> Result<Endpoint, Error> {
+    let endpoint: Endpoint = endpoint.parse()?;
+    let (reply, answer) = crossbeam_channel::bounded(1);
+    context.command(Command::Bind {
+        id,
+        endpoint,
+        reply,
+    })?;
+    answer.recv().map_err(|_| Error::ContextGone)?
+}
+
+pub(super) fn connect(context: &Context, id: SocketId, endpoint: &str) -> Result<(), Error> {
+    let endpoint: Endpoint = endpoint.parse()?;
+    let target = match &endpoint {
+        Endpoint::Tcp { host, .. } if host == "*" => {
+            return Err(Error::InvalidEndpoint(format!(
+                "{endpoint}: cannot connect to * (name a host)"
+            )))
+        }
+        Endpoint::Tcp { .. } => ConnectTarget::Tcp(endpoint.socket_addrs()?[0]),
+        Endpoint::Ipc(path) => ConnectTarget::Unix(path.clone()),
+    };
+    context.command(Command::Connect { id, target })
+}
