@@ -80,3 +80,310 @@ fn fan_out_with_prefix_filtering() {
     assert_eq!(st.peers, 3);
     assert_eq!(st.dropped, 0);
 }
+
+#[test]
+fn multipart_frames_arrive_intact_and_unsubscribe_stops_delivery() {
+    let ctx = Context::new().unwrap();
+    let (mut publisher, mut sub) = pair(&ctx, &["a"]);
+    let big = vec![7u8; 100_000];
+    publisher
+        .send(Message::from_parts([
+            bytes::Bytes::from_static(b"a.1"),
+            bytes::Bytes::new(),
+            bytes::Bytes::from(big.clone()),
+            bytes::Bytes::from_static(b"end"),
+        ]))
+        .unwrap();
+    let m = recv(&mut sub);
+    assert_eq!(m.frames().len(), 4);
+    assert_eq!(&m.frames()[0][..], b"a.1");
+    assert!(m.frames()[1].is_empty());
+    assert_eq!(&m.frames()[2][..], &big[..]);
+    assert_eq!(&m.frames()[3][..], b"end");
+
+    // Subscriptions are counted: two subscribes need two cancels.
+    sub.subscribe("a").unwrap();
+    sub.unsubscribe("a").unwrap();
+    wait_until(|| publisher.subscriptions() == [(bytes::Bytes::from_static(b"a"), 1)]);
+    publisher.send(Message::from_parts(["a.2", "x"])).unwrap();
+    assert_eq!(payloads(&mut sub, 1), ["x"]);
+    sub.unsubscribe("a").unwrap();
+    wait_until(|| publisher.subscriptions().is_empty());
+    assert_eq!(
+        publisher.send(Message::from_parts(["a.3", "y"])).unwrap(),
+        0
+    );
+    nothing_more(&mut sub);
+}
+
+#[track_caller]
+fn wait_until(mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + WAIT;
+    while !cond() {
+        assert!(Instant::now() < deadline, "condition not reached in time");
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
+#[test]
+fn subscriber_binds_and_publisher_connects_over_ipc_and_tcp() {
+    let ctx = Context::new().unwrap();
+    let dir = std::env::temp_dir().join(format!("volley-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let ipc = format!("ipc://{}", dir.join("pubsub.sock").display());
+    for endpoint in [ipc.as_str(), "tcp://127.0.0.1:0"] {
+        let mut sub = Subscriber::with_options(&ctx, SocketOptions::default()).unwrap();
+        let bound = sub.bind(endpoint).unwrap().to_string();
+        sub.subscribe("").unwrap();
+        let mut publisher = Publisher::with_options(&ctx, SocketOptions::default()).unwrap();
+        publisher.connect(&bound).unwrap();
+        assert!(publisher.wait_for_subscribers(1, WAIT), "{endpoint}");
+        publisher.send(Message::from_parts(["t", "over"])).unwrap();
+        assert_eq!(payloads(&mut sub, 1), ["over"], "{endpoint}");
+    }
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn subscriber_reconnects_and_resubscribes_after_the_publisher_restarts() {
+    let ctx = Context::new().unwrap();
+    let options = SocketOptions {
+        reconnect_initial: Duration::from_millis(20),
+        reconnect_max: Duration::from_millis(200),
+        ..SocketOptions::default()
+    };
+    let mut publisher = Publisher::with_options(&ctx, options.clone()).unwrap();
+    let ep = publisher.bind("tcp://127.0.0.1:0").unwrap().to_string();
+    let mut sub = Subscriber::with_options(&ctx, options.clone()).unwrap();
+    sub.connect(&ep).unwrap();
+    sub.subscribe("k").unwrap();
+    assert!(publisher.wait_for_subscribers(1, WAIT));
+    publisher
+        .send(Message::from_parts(["k", "before"]))
+        .unwrap();
+    assert_eq!(payloads(&mut sub, 1), ["before"]);
+    drop(publisher);
+
+    let mut publisher = Publisher::with_options(&ctx, options).unwrap();
+    // The old listener is closed by the I/O thread; binding again may race it briefly.
+    let deadline = Instant::now() + WAIT;
+    while publisher.bind(&ep).is_err() {
+        assert!(Instant::now() < deadline, "could not bind {ep} again");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert!(publisher.wait_for_subscribers(1, WAIT), "no resubscription");
+    publisher.send(Message::from_parts(["k", "after"])).unwrap();
+    assert_eq!(payloads(&mut sub, 1), ["after"]);
+    assert_eq!(sub.stats().reconnects, 1);
+}
+
+#[test]
+fn bad_endpoints_are_refused_with_a_reason() {
+    let ctx = Context::new().unwrap();
+    let mut publisher = Publisher::with_options(&ctx, SocketOptions::default()).unwrap();
+    for bad in ["tcp://127.0.0.1", "udpx://1.2.3.4:5", "tcp://*:notaport"] {
+        let e = publisher.bind(bad).unwrap_err();
+        assert!(e.to_string().contains("invalid endpoint"), "{e}");
+    }
+    assert!(publisher.connect("tcp://*:5555").is_err());
+    let taken = publisher.bind("tcp://127.0.0.1:0").unwrap().to_string();
+    let mut other = Publisher::with_options(&ctx, SocketOptions::default()).unwrap();
+    assert!(matches!(
+        other.bind(&taken),
+        Err(volley::socket::Error::Io(_))
+    ));
+    let blocking_sub = SocketOptions {
+        policy: OverflowPolicy::Block { timeout: None },
+        ..SocketOptions::default()
+    };
+    assert!(Subscriber::with_options(&ctx, blocking_sub).is_err());
+}
+
+/// A hand-written ZMTP 3.1 peer: greeting, READY with the given socket type.
+fn raw_peer(addr: &str, socket_type: &str) -> TcpStream {
+    let mut s = TcpStream::connect(addr.trim_start_matches("tcp://")).unwrap();
+    let mut greeting = [0u8; 64];
+    greeting[0] = 0xFF;
+    greeting[9] = 0x7F;
+    greeting[10] = 3;
+    greeting[11] = 1;
+    greeting[12..16].copy_from_slice(b"NULL");
+    s.write_all(&greeting).unwrap();
+    let mut ready = vec![0x04, 0, 5];
+    ready.extend_from_slice(b"READY");
+    ready.push(11);
+    ready.extend_from_slice(b"Socket-Type");
+    ready.extend_from_slice(&(socket_type.len() as u32).to_be_bytes());
+    ready.extend_from_slice(socket_type.as_bytes());
+    ready[1] = (ready.len() - 2) as u8;
+    s.write_all(&ready).unwrap();
+    s
+}
+
+/// Counts the complete message frames in a ZMTP byte stream after its greeting.
+fn count_messages(stream: &[u8]) -> usize {
+    use volley::wire::zmtp::{decode_frame, Decoded};
+    let mut rest = &stream[64..];
+    let mut messages = 0;
+    while let Ok(Decoded::Done(frame)) = decode_frame(rest, u64::MAX) {
+        if !frame.header.kind.is_command() && !frame.header.kind.more() {
+            messages += 1;
+        }
+        rest = &rest[frame.header.frame_len()..];
+    }
+    messages
+}
+
+/// A subscriber that stops reading: the publisher's queue for it fills, and its
+/// policy decides. Every message is accounted for: sent == delivered + dropped.
+#[test]
+fn stalled_subscriber_fills_its_queue_and_every_policy_accounts_exactly() {
+    const N: usize = 3000;
+    for policy in [
+        OverflowPolicy::DropNewest,
+        OverflowPolicy::DropOldest,
+        OverflowPolicy::Block {
+            timeout: Some(Duration::from_millis(1)),
+        },
+        OverflowPolicy::Buffer { max_bytes: 1 << 20 },
+    ] {
+        let ctx = Context::new().unwrap();
+        let options = SocketOptions {
+            queue_capacity: 16,
+            policy,
+            ..SocketOptions::default()
+        };
+        let mut publisher = Publisher::with_options(&ctx, options).unwrap();
+        let ep = publisher.bind("tcp://127.0.0.1:0").unwrap().to_string();
+        let mut raw = raw_peer(&ep, "SUB");
+        let mut sub = vec![0x04, 10, 9];
+        sub.extend_from_slice(b"SUBSCRIBE");
+        raw.write_all(&sub).unwrap();
+        assert!(publisher.wait_for_subscribers(1, WAIT));
+        let payload = bytes::Bytes::from(vec![1u8; 16 * 1024]);
+        for _ in 0..N {
+            publisher
+                .send(Message::new(vec![
+                    bytes::Bytes::from_static(b"t"),
+                    payload.clone(),
+                ]))
+                .unwrap();
+        }
+        let dropped = publisher.stats().dropped as usize;
+        assert!(dropped > 0, "{policy:?}: 48 MB never filled the queue");
+        // Now read everything the publisher can still deliver.
+        raw.set_read_timeout(Some(Duration::from_millis(500)))
+            .unwrap();
+        let mut stream = Vec::new();
+        let mut buf = vec![0u8; 1 << 20];
+        loop {
+            match raw.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => stream.extend_from_slice(&buf[..n]),
+                Err(_) => {
+                    if publisher.flush(Duration::from_millis(1))
+                        && count_messages(&stream) + dropped >= N
+                    {
+                        break;
+                    }
+                }
+            }
+        }
+        let delivered = count_messages(&stream);
+        assert_eq!(
+            delivered + dropped,
+            N,
+            "{policy:?}: delivered {delivered} dropped {dropped}"
+        );
+        assert_eq!(
+            publisher.stats().messages_out as usize,
+            delivered,
+            "{policy:?}"
+        );
+    }
+}
+
+/// A subscriber that does not call recv: its inbound queue fills and drops, counted.
+#[test]
+fn slow_subscriber_inbound_queue_drops_are_counted() {
+    for (policy, expect_last) in [
+        (OverflowPolicy::DropNewest, false),
+        (OverflowPolicy::DropOldest, true),
+    ] {
+        let ctx = Context::new().unwrap();
+        let mut publisher = Publisher::with_options(&ctx, SocketOptions::default()).unwrap();
+        let ep = publisher.bind("tcp://127.0.0.1:0").unwrap().to_string();
+        let mut sub = Subscriber::with_options(
+            &ctx,
+            SocketOptions {
+                queue_capacity: 10,
+                policy,
+                ..SocketOptions::default()
+            },
+        )
+        .unwrap();
+        sub.connect(&ep).unwrap();
+        sub.subscribe("").unwrap();
+        assert!(publisher.wait_for_subscribers(1, WAIT));
+        for i in 0..500 {
+            publisher
+                .send(Message::from_parts(["t".to_string(), i.to_string()]))
+                .unwrap();
+        }
+        assert!(publisher.flush(WAIT));
+        wait_until(|| sub.stats().messages_in == 500);
+        let got = payloads(&mut sub, 10);
+        nothing_more(&mut sub);
+        assert_eq!(sub.stats().dropped, 490, "{policy:?}");
+        let expect: Vec<String> = if expect_last {
+            (490..500).map(|i| i.to_string()).collect()
+        } else {
+            (0..10).map(|i| i.to_string()).collect()
+        };
+        assert_eq!(got, expect, "{policy:?}");
+    }
+}
+
+#[test]
+fn oversized_and_garbage_input_close_the_connection_and_are_counted() {
+    let ctx = Context::new().unwrap();
+    let options = SocketOptions {
+        max_message_size: 1024,
+        ..SocketOptions::default()
+    };
+    let mut sub = Subscriber::with_options(&ctx, options).unwrap();
+    let ep = sub.bind("tcp://127.0.0.1:0").unwrap().to_string();
+    sub.subscribe("").unwrap();
+
+    // A PUB that declares a 1 TiB frame: refused from the header, nothing allocated.
+    let mut raw = raw_peer(&ep, "PUB");
+    let mut frame = vec![0x02];
+    frame.extend_from_slice(&(1u64 << 40).to_be_bytes());
+    raw.write_all(&frame).unwrap();
+    wait_until(|| sub.stats().oversized == 1);
+    assert_eq!(sub.stats().protocol_errors, 1);
+    let mut sink = [0u8; 256];
+    raw.set_read_timeout(Some(WAIT)).unwrap();
+    while let Ok(n) = raw.read(&mut sink) {
+        if n == 0 {
+            break; // closed by volley
+        }
+    }
+
+    // Garbage instead of a greeting.
+    let mut junk = TcpStream::connect(ep.trim_start_matches("tcp://")).unwrap();
+    junk.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n0123456789012345678901234567890123456789012345678901234567890").unwrap();
+    wait_until(|| sub.stats().protocol_errors == 2);
+
+    // A wrong socket type (PUSH cannot talk to SUB) is refused too.
+    let _push = raw_peer(&ep, "PUSH");
+    wait_until(|| sub.stats().protocol_errors == 3);
+
+    // The socket still works for a good peer.
+    let mut publisher = Publisher::with_options(&ctx, SocketOptions::default()).unwrap();
+    publisher.connect(&ep).unwrap();
+    assert!(publisher.wait_for_subscribers(1, WAIT));
+    publisher.send(Message::from_parts(["ok", "fine"])).unwrap();
+    assert_eq!(payloads(&mut sub, 1), ["fine"]);
+    assert_eq!(sub.stats().oversized, 1);
+}
