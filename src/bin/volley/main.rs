@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod demo;
+mod pubsub;
 
 /// volley: brokerless pub/sub for low-latency telemetry.
 #[derive(Debug, Parser)]
@@ -19,12 +20,18 @@ struct Cli {
 enum Command {
     /// Run the demonstration on this machine (no server needed) and check what it shows.
     Demo(demo::DemoArgs),
+    /// Publish messages (generated, or one per stdin line) on a topic.
+    Pub(pubsub::PubArgs),
+    /// Subscribe to topic prefixes and print `TOPIC<TAB>PAYLOAD` per message.
+    Sub(pubsub::SubArgs),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Demo(args) => demo::run(&args),
+        Command::Pub(args) => pubsub::publish(&args),
+        Command::Sub(args) => pubsub::subscribe(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
