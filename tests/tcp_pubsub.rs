@@ -387,3 +387,48 @@ fn oversized_and_garbage_input_close_the_connection_and_are_counted() {
     assert_eq!(payloads(&mut sub, 1), ["fine"]);
     assert_eq!(sub.stats().oversized, 1);
 }
+
+#[test]
+fn heartbeats_answer_pings_and_drop_a_silent_peer() {
+    let ctx = Context::new().unwrap();
+    let options = SocketOptions {
+        heartbeat_interval: Some(Duration::from_millis(50)),
+        heartbeat_timeout: Some(Duration::from_millis(100)),
+        ..SocketOptions::default()
+    };
+    let mut publisher = Publisher::with_options(&ctx, options).unwrap();
+    let ep = publisher.bind("tcp://127.0.0.1:0").unwrap().to_string();
+    let mut raw = raw_peer(&ep, "SUB");
+    // Our PING (TTL 0, context "hb"): the publisher must answer PONG "hb".
+    raw.write_all(&[0x04, 9, 4, b'P', b'I', b'N', b'G', 0, 0, b'h', b'b'])
+        .unwrap();
+    raw.set_read_timeout(Some(Duration::from_millis(20)))
+        .unwrap();
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 4096];
+    let deadline = Instant::now() + WAIT;
+    let mut closed = false;
+    // Then stay silent (no PONG to its PINGs): it must close the connection.
+    while Instant::now() < deadline {
+        match raw.read(&mut buf) {
+            Ok(0) => {
+                closed = true;
+                break;
+            }
+            Ok(n) => seen.extend_from_slice(&buf[..n]),
+            Err(_) => {}
+        }
+    }
+    let pong = [0x04, 7, 4, b'P', b'O', b'N', b'G', b'h', b'b'];
+    assert!(
+        seen.windows(pong.len()).any(|w| w == pong),
+        "no PONG answer"
+    );
+    assert!(
+        seen.windows(5).any(|w| w == b"\x04PING"),
+        "no PING from an idle publisher"
+    );
+    assert!(closed, "a silent peer was not dropped");
+    wait_until(|| publisher.stats().protocol_errors == 1);
+    assert_eq!(publisher.stats().peers, 0);
+}
