@@ -75,6 +75,24 @@ fn fan_out_with_prefix_filtering() {
     for s in &mut subs {
         nothing_more(s);
     }
+    let per_peer: Vec<u64> = publisher
+        .peer_stats()
+        .iter()
+        .map(|p| p.messages_out)
+        .collect();
+    assert_eq!(per_peer.iter().sum::<u64>(), 7);
+    assert!(
+        per_peer.contains(&4) && per_peer.contains(&2) && per_peer.contains(&1),
+        "{per_peer:?}"
+    );
+    let sub_peers = subs[2].peer_stats();
+    assert_eq!(sub_peers.len(), 1);
+    assert_eq!(sub_peers[0].messages_in, 4);
+    assert!(
+        sub_peers[0].peer.starts_with("tcp://127.0.0.1:"),
+        "{}",
+        sub_peers[0].peer
+    );
     let st = publisher.stats();
     assert_eq!(st.messages_out, 7);
     assert_eq!(st.peers, 3);

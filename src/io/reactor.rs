@@ -392,6 +392,7 @@ impl Reactor {
                 Event::Ready { .. } => {
                     conn.ready = true;
                     entry.shared.peers.fetch_add(1, Ordering::Relaxed);
+                    entry.shared.add_peer(&conn.peer);
                     if let Some(d) = conn.dialer.and_then(|k| self.dialers.get_mut(&k)) {
                         if d.ever_connected {
                             entry.shared.reconnects.fetch_add(1, Ordering::Relaxed);
@@ -585,6 +586,7 @@ impl Reactor {
         if let Some(entry) = self.sockets.get(&conn.socket) {
             if conn.ready {
                 entry.shared.peers.fetch_sub(1, Ordering::Relaxed);
+                entry.shared.remove_peer(&conn.peer);
             }
             if let Closing::Session(e) = &why {
                 entry.shared.protocol_errors.fetch_add(1, Ordering::Relaxed);

@@ -212,9 +212,30 @@ pub(crate) struct SocketShared {
     pub(crate) protocol_errors: AtomicU64,
     pub(crate) oversized: AtomicU64,
     pub(crate) peers: AtomicU64,
+    /// The connected peers, kept by the I/O thread (added at READY, removed at close).
+    pub(crate) peer_list: Mutex<Vec<Arc<PeerShared>>>,
 }
 
 impl SocketShared {
+    pub(crate) fn add_peer(&self, peer: &Arc<PeerShared>) {
+        if let Ok(mut list) = self.peer_list.lock() {
+            list.push(peer.clone());
+        }
+    }
+
+    pub(crate) fn remove_peer(&self, peer: &Arc<PeerShared>) {
+        if let Ok(mut list) = self.peer_list.lock() {
+            list.retain(|p| !Arc::ptr_eq(p, peer));
+        }
+    }
+
+    pub(crate) fn peer_stats(&self) -> Vec<PeerStats> {
+        match self.peer_list.lock() {
+            Ok(list) => list.iter().map(|p| p.stats(None)).collect(),
+            Err(_) => Vec::new(),
+        }
+    }
+
     pub(crate) fn stats(&self) -> SocketStats {
         let r = |a: &AtomicU64| a.load(Ordering::Relaxed);
         SocketStats {

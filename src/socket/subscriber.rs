@@ -129,6 +129,11 @@ impl Subscriber {
         s
     }
 
+    /// Counters of each connected peer (what it sent us).
+    pub fn peer_stats(&self) -> Vec<super::PeerStats> {
+        self.shared.peer_stats()
+    }
+
     /// The inbound queue's counters.
     pub fn queue_stats(&self) -> RingStats {
         self.inbound.stats()
