@@ -4,8 +4,9 @@
 #
 #   scripts/test.sh
 #
-# Steps: format and lint, unit + model + integration tests (debug, with overflow
-# checks), the stress tests in release, the loom model checks, and the demo.
+# Steps: format and lint, the Python interop peers (venv under target/), unit + model +
+# fuzz-smoke + integration + interop tests (debug, with overflow checks), the stress
+# tests in release, the loom model checks, and the demo.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TERM_COLOR=never
@@ -18,8 +19,11 @@ cargo fmt --all -- --check
 step "lint (cargo clippy --all-targets -D warnings)"
 cargo clippy --all-targets -- -D warnings
 
-step "unit, model and integration tests"
-cargo test
+step "interop peers: pyzmq and standardwebhooks in a venv under target/"
+bash scripts/setup-python.sh
+
+step "unit, model, fuzz-smoke, integration and pyzmq interop tests"
+VOLLEY_REQUIRE_INTEROP=1 cargo test
 
 step "stress tests, release build"
 cargo test --release --test ring_stress

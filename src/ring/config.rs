@@ -49,7 +49,10 @@ pub enum WaitStrategy {
     Yield,
     /// Park the thread right away until woken.
     Park,
-    /// Spin `spins` times, then park. The default (`spins: 10_000`, a few microseconds).
+    /// Spin `spins` times, then park. The default is `spins: 100`: one spin step (a
+    /// `PAUSE`) takes 5 to 40 ns depending on the CPU, so a few microseconds. Spinning
+    /// much longer starves the threads that would make progress on a small machine
+    /// (measured: 10,000 spins cost 220 µs per receive and a 7x latency loss on 2 cores).
     SpinThenPark {
         /// Checks before parking.
         spins: u32,
@@ -66,7 +69,7 @@ impl WaitStrategy {
 
 impl Default for WaitStrategy {
     fn default() -> Self {
-        WaitStrategy::SpinThenPark { spins: 10_000 }
+        WaitStrategy::SpinThenPark { spins: 100 }
     }
 }
 

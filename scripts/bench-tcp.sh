@@ -1,0 +1,186 @@
+#!/usr/bin/env bash
+# volley's TCP pub/sub against libzmq (and plain TCP sockets) on loopback, in one run:
+# throughput at 64 B and 1 KiB, ping-pong latency p50/p99 (blocking and busy-poll) at 64 B
+# and 1 KiB, then a side-by-side table with the ratios and the targets:
+#   throughput >= 3x libzmq at 64 B; blocking p50 <= libzmq; busy-poll p50 <= 1.5x the raw
+#   non-blocking busy-polled TCP ping-pong.
+#
+#   scripts/bench-tcp.sh
+#
+# Needs libzmq's headers: installs libzmq3-dev and pkg-config with apt-get when missing
+# (as root). Builds bench/libzmq_bench.c into target/bench/ and examples/tcp_bench.rs in
+# release. Every message is 2 frames (topic "bench" + payload); see those two files for
+# what each mode measures. Latency is RTT/2 in microseconds.
+#
+# Environment (defaults in brackets): REPS [3] runs of each measurement, the median is
+# reported; THR_COUNT_64 [1000000], THR_COUNT_1K [300000] messages per throughput run;
+# LAT_COUNT [10000] timed round trips per latency run (1000 untimed first);
+# LIBZMQ_BUSY [1] also measures libzmq with ZMQ_DONTWAIT spinning (0 skips it).
+# Exit status: 0 when every run worked (targets missed are reported, not fatal), 1 if a
+# run failed or the build did.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export CARGO_TERM_COLOR=never
+
+REPS="${REPS:-3}"
+THR_COUNT_64="${THR_COUNT_64:-1000000}"
+THR_COUNT_1K="${THR_COUNT_1K:-300000}"
+LAT_COUNT="${LAT_COUNT:-10000}"
+LIBZMQ_BUSY="${LIBZMQ_BUSY:-1}"
+RUN_TIMEOUT=120
+
+say() { printf '== %s\n' "$*" >&2; }
+die() { printf 'bench-tcp.sh: error: %s\n' "$*" >&2; exit 1; }
+
+# ---- libzmq headers ---------------------------------------------------------------------
+have_libzmq() { command -v pkg-config >/dev/null 2>&1 && pkg-config --exists libzmq; }
+if ! have_libzmq; then
+    [ "$(id -u)" = 0 ] || die "libzmq headers missing: run 'apt-get install libzmq3-dev pkg-config' as root"
+    command -v apt-get >/dev/null 2>&1 || die "libzmq headers missing and no apt-get: install libzmq (dev) and pkg-config"
+    say "installing libzmq3-dev pkg-config"
+    export DEBIAN_FRONTEND=noninteractive
+    if ! compgen -G '/var/lib/apt/lists/*Packages*' >/dev/null; then
+        apt-get update -qq >&2 || die "apt-get update failed"
+    fi
+    if ! apt-get install -y -qq libzmq3-dev pkg-config >&2; then
+        apt-get update -qq >&2 || die "apt-get update failed"
+        apt-get install -y -qq libzmq3-dev pkg-config >&2 || die "apt-get install libzmq3-dev pkg-config failed"
+    fi
+    have_libzmq || die "libzmq still not found by pkg-config after installing"
+fi
+
+# ---- builds -----------------------------------------------------------------------------
+mkdir -p target/bench
+C_BIN=target/bench/libzmq_bench
+if [ ! -x "$C_BIN" ] || [ bench/libzmq_bench.c -nt "$C_BIN" ]; then
+    say "building $C_BIN (libzmq $(pkg-config --modversion libzmq))"
+    # shellcheck disable=SC2046
+    cc -O2 -Wall -o "$C_BIN" bench/libzmq_bench.c $(pkg-config --cflags --libs libzmq) -lpthread \
+        || die "building bench/libzmq_bench.c failed"
+fi
+say "building examples/tcp_bench.rs (release)"
+cargo build --release --quiet --example tcp_bench || die "cargo build --release --example tcp_bench failed"
+RS_BIN=target/release/examples/tcp_bench
+
+# ---- runs -------------------------------------------------------------------------------
+RAW_OUT=target/bench/results.txt
+: >"$RAW_OUT"
+failures=0
+declare -A VALUES # "impl mode recv size field" -> space-separated values over the reps
+
+field() { # field NAME LINE
+    local kv
+    for kv in $2; do
+        [ "${kv%%=*}" = "$1" ] && { printf '%s' "${kv#*=}"; return; }
+    done
+}
+
+# run KEY_PREFIX FIELDS... -- COMMAND...: runs COMMAND REPS times, keeps FIELDS of its RESULT line.
+run() {
+    local prefix="$1"; shift
+    local fields=()
+    while [ "$1" != "--" ]; do fields+=("$1"); shift; done
+    shift
+    local rep line f
+    for rep in $(seq "$REPS"); do
+        if ! line=$(timeout "$RUN_TIMEOUT" "$@" 2>>"$RAW_OUT.err" | grep '^RESULT'); then
+            say "FAILED ($rep/$REPS): $*  (stderr in $RAW_OUT.err)"
+            failures=$((failures + 1))
+            continue
+        fi
+        echo "$line" >>"$RAW_OUT"
+        for f in "${fields[@]}"; do
+            VALUES["$prefix $f"]+="$(field "$f" "$line") "
+        done
+    done
+}
+
+median() { # median KEY -> the median of VALUES[KEY], or "-" when there is none
+    local vals="${VALUES[$1]:-}"
+    [ -n "${vals// /}" ] || { printf -- '-'; return; }
+    # shellcheck disable=SC2086
+    printf '%s\n' $vals | sort -g | awk '{v[NR]=$1} END {print v[int((NR+1)/2)]}'
+}
+
+start=$(date +%s)
+: >"$RAW_OUT.err"
+for size in 64 1024; do
+    count=$THR_COUNT_64
+    [ "$size" = 1024 ] && count=$THR_COUNT_1K
+    say "throughput, $size B x $count, $REPS runs each"
+    run "volley thr $size" msgs_per_s mb_per_s -- "$RS_BIN" thr --size "$size" --count "$count"
+    run "libzmq thr $size" msgs_per_s mb_per_s -- "$C_BIN" thr --size "$size" --count "$count"
+done
+for size in 64 1024; do
+    say "latency, $size B x $LAT_COUNT round trips, $REPS runs each"
+    for recv in blocking busy; do
+        busy=()
+        [ "$recv" = busy ] && busy=(--busy)
+        run "volley lat-$recv $size" p50_us p99_us -- "$RS_BIN" lat --size "$size" --count "$LAT_COUNT" "${busy[@]}"
+        if [ "$recv" = blocking ] || [ "$LIBZMQ_BUSY" = 1 ]; then
+            run "libzmq lat-$recv $size" p50_us p99_us -- "$C_BIN" lat --size "$size" --count "$LAT_COUNT" "${busy[@]}"
+        fi
+        run "raw lat-$recv $size" p50_us p99_us -- "$C_BIN" raw --size "$size" --count "$LAT_COUNT" "${busy[@]}"
+    done
+done
+elapsed=$(($(date +%s) - start))
+
+# ---- table ------------------------------------------------------------------------------
+ratio() { # ratio A B -> A/B with 2 decimals, or "-"
+    awk -v a="$1" -v b="$2" 'BEGIN { if (a == "-" || b == "-" || b + 0 == 0) print "-"; else printf "%.2f", a / b }'
+}
+verdict() { # verdict RATIO OP LIMIT -> met / MISSED
+    awk -v r="$1" -v op="$2" -v l="$3" 'BEGIN {
+        if (r == "-") { print "n/a"; exit }
+        ok = (op == ">=") ? (r + 0 >= l + 0) : (r + 0 <= l + 0)
+        print ok ? "met" : "MISSED" }'
+}
+row() { # row LABEL VOLLEY LIBZMQ RAW TARGET_TEXT RATIO_FOR_TARGET OP LIMIT
+    local r
+    r=$(ratio "$2" "$3")
+    local t="$5"
+    [ -n "$t" ] && t="$t: $(verdict "$6" "$7" "$8")"
+    printf '%-26s %12s %12s %10s %9s   %s\n' "$1" "$2" "$3" "$4" "$r" "$t"
+}
+
+echo
+echo "TCP pub/sub on loopback, $(nproc) cores, libzmq $(pkg-config --modversion libzmq); median of $REPS runs; took ${elapsed}s"
+echo "messages: topic frame \"bench\" + payload; latency = RTT/2 over $LAT_COUNT round trips, microseconds"
+echo
+printf '%-26s %12s %12s %10s %9s   %s\n' "measurement" "volley" "libzmq" "raw tcp" "v/libzmq" "target"
+printf '%-26s %12s %12s %10s %9s   %s\n' "-----------" "------" "------" "-------" "--------" "------"
+for size in 64 1024; do
+    v=$(median "volley thr $size msgs_per_s"); l=$(median "libzmq thr $size msgs_per_s")
+    if [ "$size" = 64 ]; then
+        row "thr $size B msgs/s" "$v" "$l" "" "volley >= 3x libzmq" "$(ratio "$v" "$l")" ">=" 3
+    else
+        row "thr $size B msgs/s" "$v" "$l" "" ""
+    fi
+    row "thr $size B MB/s" "$(median "volley thr $size mb_per_s")" "$(median "libzmq thr $size mb_per_s")" "" ""
+done
+for size in 64 1024; do
+    for recv in blocking busy; do
+        for q in p50 p99; do
+            v=$(median "volley lat-$recv $size ${q}_us")
+            l=$(median "libzmq lat-$recv $size ${q}_us")
+            raw=$(median "raw lat-$recv $size ${q}_us")
+            label="lat $size B $recv $q us"
+            if [ "$q" = p50 ] && [ "$recv" = blocking ]; then
+                row "$label" "$v" "$l" "$raw" "volley <= libzmq" "$(ratio "$v" "$l")" "<=" 1
+            elif [ "$q" = p50 ] && [ "$recv" = busy ]; then
+                row "$label" "$v" "$l" "$raw" "volley/raw $(ratio "$v" "$raw") <= 1.5" "$(ratio "$v" "$raw")" "<=" 1.5
+            else
+                row "$label" "$v" "$l" "$raw" ""
+            fi
+        done
+    done
+done
+echo
+echo "libzmq busy = ZMQ_DONTWAIT receive in a spin loop (its I/O thread still sleeps in epoll);"
+echo "raw busy = non-blocking TCP socket polled with recv() in a spin loop; raw blocking = read()/write()."
+echo "Every RESULT line: $RAW_OUT"
+
+if [ "$failures" -gt 0 ]; then
+    echo "bench-tcp.sh: $failures run(s) failed; see $RAW_OUT.err" >&2
+    exit 1
+fi
