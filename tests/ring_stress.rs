@@ -8,7 +8,9 @@
 use std::thread;
 use std::time::Duration;
 
-use volley::ring::{mpsc, spsc, OverflowPolicy, PushError, RingConfig, RingStats, WaitStrategy};
+use volley::ring::{
+    mpsc, spsc, Consumer, OverflowPolicy, PushError, RingConfig, RingStats, WaitStrategy,
+};
 
 const ITEMS_PER_PRODUCER: u64 = if cfg!(debug_assertions) {
     200_000
@@ -52,10 +54,15 @@ impl Outcomes {
 /// Pops until closed, checking that each producer's sequence only moves forward (gaps
 /// are drops; a repeat or a step back is a bug). Stalls briefly every so often so that
 /// the ring fills and the policy runs.
-fn consume(mut pop: impl FnMut() -> Option<u64>, producers: usize, strict: bool) -> u64 {
+fn consume(rx: &mut Consumer<u64>, producers: usize, strict: bool) -> u64 {
+    // Start only once the full-ring policy has acted, so every run exercises it.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while !policy_engaged(rx.stats()) && std::time::Instant::now() < deadline {
+        thread::sleep(Duration::from_micros(100));
+    }
     let mut next = vec![0u64; producers];
     let mut popped = 0u64;
-    while let Some(v) = pop() {
+    while let Ok(v) = rx.pop() {
         let p = (v >> PRODUCER_SHIFT) as usize;
         let seq = v & ((1 << PRODUCER_SHIFT) - 1);
         assert!(p < producers, "corrupt item {v:#x}");
@@ -95,6 +102,11 @@ fn reconcile(policy: OverflowPolicy, o: Outcomes, popped: u64, s: RingStats, cal
     }
 }
 
+/// Whether a full ring made the policy act: a refusal, an eviction, a wait or a timeout.
+fn policy_engaged(s: RingStats) -> bool {
+    s.dropped_newest + s.dropped_oldest + s.timed_out + s.blocked > 0
+}
+
 fn policies() -> [OverflowPolicy; 5] {
     [
         OverflowPolicy::DropNewest,
@@ -125,7 +137,7 @@ fn spsc_every_policy_reconciles() {
                 }
                 o
             });
-            let popped = consume(|| rx.pop().ok(), 1, strict(policy));
+            let popped = consume(&mut rx, 1, strict(policy));
             let o = producer.join().unwrap();
             reconcile(policy, o, popped, rx.stats(), ITEMS_PER_PRODUCER);
         }
@@ -150,7 +162,7 @@ fn mpsc_two_producers_every_policy_reconciles() {
             })
             .collect();
         drop(tx);
-        let popped = consume(|| rx.pop().ok(), PRODUCERS as usize, strict(policy));
+        let popped = consume(&mut rx, PRODUCERS as usize, strict(policy));
         let o = handles
             .into_iter()
             .map(|h| h.join().unwrap())

@@ -14,7 +14,7 @@ use super::backoff::Backoff;
 use super::stream::{ConnectTarget, Listener, Stream};
 use super::{Command, PeerLink, Role, SocketId, WAKER_TOKEN};
 use crate::proto::zmtp::{Event, Heartbeat, Message, Session, SessionConfig, SessionError};
-use crate::ring::{spsc, Consumer, RingConfig};
+use crate::ring::{spsc_polled, Consumer, RingConfig};
 use crate::socket::{Endpoint, PeerShared, SocketOptions, SocketShared};
 use crate::wire::zmtp::SocketType;
 
@@ -401,9 +401,9 @@ impl Reactor {
                         d.backoff.reset();
                     }
                     if let Role::Publisher { attach } = &entry.role {
-                        let mut config = RingConfig::with_policy(entry.options.policy);
-                        config.wait = Default::default();
-                        let (queue, consumer) = spsc(entry.options.queue_capacity, config);
+                        // The I/O thread drains this ring when kicked, never parks on it.
+                        let config = RingConfig::with_policy(entry.options.policy);
+                        let (queue, consumer) = spsc_polled(entry.options.queue_capacity, config);
                         conn.outbound = Some(consumer);
                         let _ = attach.send(PeerLink {
                             shared: conn.peer.clone(),

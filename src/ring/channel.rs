@@ -45,6 +45,15 @@ pub(crate) struct Shared<T> {
 
 impl<T> Shared<T> {
     pub(crate) fn new(capacity: usize, config: RingConfig, multi_producer: bool) -> Self {
+        Self::with_consumer_parking(capacity, config, multi_producer, config.wait.may_park())
+    }
+
+    fn with_consumer_parking(
+        capacity: usize,
+        config: RingConfig,
+        multi_producer: bool,
+        consumer_may_park: bool,
+    ) -> Self {
         let evicting = config.policy == OverflowPolicy::DropOldest;
         let core = if multi_producer || evicting {
             Core::Stamped(StampedRing::new(capacity, multi_producer, evicting))
@@ -58,7 +67,7 @@ impl<T> Shared<T> {
             consumer_alive: AtomicBool::new(true),
             items_ready: Notifier::new(),
             room_ready: Notifier::new(),
-            wake_consumer: config.wait.may_park(),
+            wake_consumer: consumer_may_park,
             wake_producers: matches!(config.policy, OverflowPolicy::Block { .. })
                 && config.wait.may_park(),
             counters: Counters::new(),
@@ -257,6 +266,25 @@ impl<T: ItemSize> Shared<T> {
 /// If `capacity` is 0.
 pub fn spsc<T: ItemSize>(capacity: usize, config: RingConfig) -> (Producer<T>, Consumer<T>) {
     let shared = Arc::new(Shared::new(capacity, config, false));
+    (
+        Producer {
+            shared: shared.clone(),
+            fast: FastProducer::default(),
+        },
+        Consumer::new(shared),
+    )
+}
+
+/// An SPSC ring whose consumer never waits on the ring itself (an I/O thread that drains
+/// it when told to through its own poller): pushes skip the wake-up handshake. The
+/// consumer must use only non-blocking pops.
+pub(crate) fn spsc_polled<T: ItemSize>(
+    capacity: usize,
+    config: RingConfig,
+) -> (Producer<T>, Consumer<T>) {
+    let shared = Arc::new(Shared::with_consumer_parking(
+        capacity, config, false, false,
+    ));
     (
         Producer {
             shared: shared.clone(),

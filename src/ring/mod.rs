@@ -53,6 +53,7 @@ mod tests;
 #[cfg(all(test, loom))]
 mod loom_tests;
 
+pub(crate) use channel::spsc_polled;
 pub use channel::{mpsc, spsc, Consumer, MpscProducer, Producer};
 pub use config::{ItemSize, OverflowPolicy, RingConfig, WaitStrategy};
 pub use error::{Closed, PopTimeoutError, PushBatch, PushError, TryPopError};
