@@ -249,17 +249,22 @@ fn tcp(messages: u64) -> Result<(), String> {
         elapsed.as_secs_f64() * 1e3,
         pub_stats.dropped
     );
-    let fast_ok = cpu_got + cpu.stats().dropped == sent_per_topic[0]
-        && mem_got + mem.stats().dropped == sent_per_topic[1];
-    let slow_ok =
-        slow_got + slow_stats.dropped + slow_dropped_at_publisher(&mut publisher) == messages;
-    if !fast_ok || !slow_ok {
+    // Every copy the publisher addressed is delivered or counted as dropped somewhere.
+    let addressed = sent_per_topic[0] + sent_per_topic[1] + messages;
+    let accounted = cpu_got
+        + cpu.stats().dropped
+        + mem_got
+        + mem.stats().dropped
+        + slow_got
+        + slow_stats.dropped
+        + pub_stats.dropped;
+    if accounted != addressed || cpu_got > sent_per_topic[0] || mem_got > sent_per_topic[1] {
         return Err(format!(
             "tcp demo: counts do not add up (publisher {pub_stats:?}, slow {slow_stats:?})"
         ));
     }
     println!(
-        "checked: every subscriber got only its prefixes, and received + dropped = sent to it"
+        "checked: subscribers got only their prefixes; every copy is delivered or counted as dropped"
     );
     Ok(())
 }
