@@ -41,6 +41,9 @@ pub(crate) struct Shared<T> {
     overflow: Mutex<VecDeque<T>>,
     /// Items in `overflow` (not counting the consumer's batch): producers read it to route.
     overflow_queued: AtomicUsize,
+    /// Whether the policy is Buffer: a plain field next to the other read-only flags, so a
+    /// push on any other ring pays one predictable branch for it.
+    buffer_policy: bool,
 }
 
 impl<T> Shared<T> {
@@ -73,12 +76,12 @@ impl<T> Shared<T> {
             counters: Counters::new(),
             overflow: Mutex::new(VecDeque::new()),
             overflow_queued: AtomicUsize::new(0),
+            buffer_policy: matches!(config.policy, OverflowPolicy::Buffer { .. }),
         }
     }
 
     fn is_buffering(&self) -> bool {
-        matches!(self.config.policy, OverflowPolicy::Buffer { .. })
-            && self.overflow_queued.load(Ordering::Acquire) != 0
+        self.buffer_policy && self.overflow_queued.load(Ordering::Acquire) != 0
     }
 
     fn has_room(&self) -> bool {
