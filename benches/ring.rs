@@ -1,1 +1,632 @@
-fn main() {}
+//! `cargo bench --bench ring`
+//!
+//! Throughput of volley's lock-free rings (`volley::ring::{spsc, mpsc}`), side by side in
+//! one run with `crossbeam_queue::ArrayQueue`, `crossbeam_channel::bounded` (used through
+//! `try_send` / `try_recv`) and `rtrb` (SPSC only). Every ring holds 1024 items.
+//!
+//! Groups (criterion reports each in elements per second):
+//! * `spsc_u64`, `spsc_64b`: one producer thread pushes N = 2^20 items (`u64`, or
+//!   `[u8; 64]`), the bench thread pops them; both spin (`std::hint::spin_loop`) on
+//!   full / empty. Timed from a spin handshake that starts both sides to the last pop;
+//!   ring creation and thread start-up are outside the timing, and every contestant is
+//!   timed by the same generic code. volley runs twice: `volley_busyspin` (DropNewest,
+//!   `WaitStrategy::BusySpin`, the like-for-like setting since none of the others can
+//!   park) and `volley_default` (the default `SpinThenPark`, where every push pays a
+//!   wake-up check for a consumer that may be asleep).
+//! * `mpsc_u64_2p`, `mpsc_64b_2p`: two producer threads push N/2 items each, the bench
+//!   thread pops N. This machine has 2 cores, so 3 spinning threads would fight over
+//!   them: in these two groups every contestant waits by spinning 64 times, then yielding.
+//! * `single_thread`: one push then one pop on the bench thread (one element = one pair).
+//! * `policy_nonfull`: the same push + pop on a never-full volley ring under each
+//!   `OverflowPolicy` (BusySpin, so no wake-up checks are involved): the policy is applied
+//!   only when the ring is full, so these should match. DropOldest is built on the
+//!   stamped (MPSC) core, so it is also shown next to an mpsc ring; the `*_default_wait`
+//!   lines show what the default `SpinThenPark` adds (under Block it adds a wake-up check
+//!   to the pop side too).
+//! * `batch`: the two-thread test moving runs of up to 64 items: volley's
+//!   `push_batch` / `pop_batch` against rtrb's `write_chunk_uninit` / `read_chunk`.
+//!
+//! The test machine has only 2 cores: a two-thread test puts one thread on each (the
+//! threads are not pinned; the OS places them), and any other load on the machine shows
+//! up as noise, so run it twice when numbers look odd.
+
+use std::hint::{black_box, spin_loop};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use criterion::measurement::WallTime;
+use criterion::{
+    criterion_group, criterion_main, BenchmarkGroup, Criterion, SamplingMode, Throughput,
+};
+use crossbeam_queue::ArrayQueue;
+use volley::ring::{mpsc, spsc, ItemSize, OverflowPolicy, RingConfig, WaitStrategy};
+
+/// Capacity of every ring.
+const CAP: usize = 1024;
+/// Items moved per iteration of a two-thread test.
+const N: u64 = 1 << 20;
+/// Producer threads in the MPSC groups.
+const PRODUCERS: u64 = 2;
+/// Items per batch in the `batch` group.
+const BATCH: usize = 64;
+
+/// An item type under test: built from a running number, which the consumer sums to check
+/// that every item arrived exactly once.
+trait Item: Copy + Send + ItemSize + 'static {
+    fn make(i: u64) -> Self;
+    fn key(&self) -> u64;
+}
+
+impl Item for u64 {
+    #[inline(always)]
+    fn make(i: u64) -> Self {
+        i
+    }
+    #[inline(always)]
+    fn key(&self) -> u64 {
+        *self
+    }
+}
+
+/// A 64-byte message.
+type Msg64 = [u8; 64];
+
+impl Item for Msg64 {
+    #[inline(always)]
+    fn make(i: u64) -> Self {
+        let mut m = [0u8; 64];
+        m[..8].copy_from_slice(&i.to_le_bytes());
+        m
+    }
+    #[inline(always)]
+    fn key(&self) -> u64 {
+        let mut k = [0u8; 8];
+        k.copy_from_slice(&self[..8]);
+        u64::from_le_bytes(k)
+    }
+}
+
+/// The producing end of any contestant, reduced to a non-blocking push.
+trait Tx<T>: Send {
+    fn try_push(&mut self, item: T) -> Result<(), T>;
+}
+
+/// The consuming end of any contestant, reduced to a non-blocking pop.
+trait Rx<T> {
+    fn try_pop(&mut self) -> Option<T>;
+}
+
+impl<T: ItemSize + Send> Tx<T> for volley::ring::Producer<T> {
+    #[inline(always)]
+    fn try_push(&mut self, item: T) -> Result<(), T> {
+        self.push(item).map_err(|e| e.into_inner())
+    }
+}
+
+impl<T: ItemSize + Send> Tx<T> for volley::ring::MpscProducer<T> {
+    #[inline(always)]
+    fn try_push(&mut self, item: T) -> Result<(), T> {
+        self.push(item).map_err(|e| e.into_inner())
+    }
+}
+
+impl<T: ItemSize> Rx<T> for volley::ring::Consumer<T> {
+    #[inline(always)]
+    fn try_pop(&mut self) -> Option<T> {
+        volley::ring::Consumer::try_pop(self).ok()
+    }
+}
+
+impl<T: Send> Tx<T> for Arc<ArrayQueue<T>> {
+    #[inline(always)]
+    fn try_push(&mut self, item: T) -> Result<(), T> {
+        self.push(item)
+    }
+}
+
+impl<T> Rx<T> for Arc<ArrayQueue<T>> {
+    #[inline(always)]
+    fn try_pop(&mut self) -> Option<T> {
+        self.pop()
+    }
+}
+
+impl<T: Send> Tx<T> for crossbeam_channel::Sender<T> {
+    #[inline(always)]
+    fn try_push(&mut self, item: T) -> Result<(), T> {
+        self.try_send(item).map_err(|e| e.into_inner())
+    }
+}
+
+impl<T> Rx<T> for crossbeam_channel::Receiver<T> {
+    #[inline(always)]
+    fn try_pop(&mut self) -> Option<T> {
+        self.try_recv().ok()
+    }
+}
+
+impl<T: Send> Tx<T> for rtrb::Producer<T> {
+    #[inline(always)]
+    fn try_push(&mut self, item: T) -> Result<(), T> {
+        self.push(item).map_err(|rtrb::PushError::Full(item)| item)
+    }
+}
+
+impl<T> Rx<T> for rtrb::Consumer<T> {
+    #[inline(always)]
+    fn try_pop(&mut self) -> Option<T> {
+        self.pop().ok()
+    }
+}
+
+fn busy(policy: OverflowPolicy) -> RingConfig {
+    RingConfig::with_policy(policy).wait(WaitStrategy::BusySpin)
+}
+
+fn volley_spsc<T: Item>() -> (volley::ring::Producer<T>, volley::ring::Consumer<T>) {
+    spsc(CAP, busy(OverflowPolicy::DropNewest))
+}
+
+fn volley_spsc_default<T: Item>() -> (volley::ring::Producer<T>, volley::ring::Consumer<T>) {
+    spsc(CAP, RingConfig::default())
+}
+
+fn volley_mpsc<T: Item>() -> (volley::ring::MpscProducer<T>, volley::ring::Consumer<T>) {
+    mpsc(CAP, busy(OverflowPolicy::DropNewest))
+}
+
+fn volley_mpsc_default<T: Item>() -> (volley::ring::MpscProducer<T>, volley::ring::Consumer<T>) {
+    mpsc(CAP, RingConfig::default())
+}
+
+fn array_queue<T: Item>() -> (Arc<ArrayQueue<T>>, Arc<ArrayQueue<T>>) {
+    let q = Arc::new(ArrayQueue::new(CAP));
+    (q.clone(), q)
+}
+
+fn channel<T: Item>() -> (crossbeam_channel::Sender<T>, crossbeam_channel::Receiver<T>) {
+    crossbeam_channel::bounded(CAP)
+}
+
+fn rtrb_ring<T: Item>() -> (rtrb::Producer<T>, rtrb::Consumer<T>) {
+    rtrb::RingBuffer::new(CAP)
+}
+
+/// How a side waits for room or for an item. Both sides of every contestant in a group
+/// use the same one.
+#[derive(Clone, Copy)]
+enum Wait {
+    /// `spin_loop` only: one thread per core.
+    Spin,
+    /// 64 `spin_loop`s, then `yield_now` between checks: more threads than cores.
+    SpinYield,
+}
+
+struct Backoff {
+    wait: Wait,
+    spins: u32,
+}
+
+impl Backoff {
+    #[inline(always)]
+    fn new(wait: Wait) -> Self {
+        Backoff { wait, spins: 0 }
+    }
+
+    #[inline(always)]
+    fn snooze(&mut self) {
+        match self.wait {
+            Wait::Spin => spin_loop(),
+            Wait::SpinYield => {
+                if self.spins < 64 {
+                    self.spins += 1;
+                    spin_loop();
+                } else {
+                    thread::yield_now();
+                }
+            }
+        }
+    }
+}
+
+#[inline(always)]
+fn push_until_done<T, P: Tx<T>>(tx: &mut P, mut item: T, wait: Wait) {
+    let mut backoff = Backoff::new(wait);
+    loop {
+        match tx.try_push(item) {
+            Ok(()) => return,
+            Err(back) => {
+                item = back;
+                backoff.snooze();
+            }
+        }
+    }
+}
+
+#[inline(always)]
+fn pop_until_done<T, C: Rx<T>>(rx: &mut C, wait: Wait) -> T {
+    let mut backoff = Backoff::new(wait);
+    loop {
+        if let Some(item) = rx.try_pop() {
+            return item;
+        }
+        backoff.snooze();
+    }
+}
+
+/// The start line of a multi-thread run: producers check in and wait (spinning, so that
+/// no wake-up latency lands inside the timing); the consumer waits for all of them,
+/// starts the clock and lets them go.
+struct StartLine {
+    ready: AtomicUsize,
+    go: AtomicBool,
+}
+
+impl StartLine {
+    fn new() -> Self {
+        StartLine {
+            ready: AtomicUsize::new(0),
+            go: AtomicBool::new(false),
+        }
+    }
+
+    fn producer_ready(&self, wait: Wait) {
+        self.ready.fetch_add(1, Ordering::AcqRel);
+        let mut backoff = Backoff::new(wait);
+        while !self.go.load(Ordering::Acquire) {
+            backoff.snooze();
+        }
+    }
+
+    fn start(&self, producers: usize, wait: Wait) -> Instant {
+        let mut backoff = Backoff::new(wait);
+        while self.ready.load(Ordering::Acquire) < producers {
+            backoff.snooze();
+        }
+        let t0 = Instant::now();
+        self.go.store(true, Ordering::Release);
+        t0
+    }
+}
+
+/// Sum of the keys `0..n`, which a run must deliver.
+fn expected_sum(n: u64) -> u64 {
+    n * (n - 1) / 2
+}
+
+/// `iters` runs of: producers (`producers` clones of the producing end, each on its own
+/// thread, each pushing its share of `n` items), the bench thread popping all `n`.
+/// Returns the total time from the start line to the last pop.
+fn run_threads<T, P, C>(
+    iters: u64,
+    n: u64,
+    producers: u64,
+    wait: Wait,
+    make: impl Fn() -> (P, C),
+    split: impl Fn(P) -> Vec<P>,
+) -> Duration
+where
+    T: Item,
+    P: Tx<T>,
+    C: Rx<T>,
+{
+    let share = n / producers;
+    assert_eq!(share * producers, n);
+    let mut total = Duration::ZERO;
+    for _ in 0..iters {
+        let (tx, mut rx) = make();
+        let txs = split(tx);
+        assert_eq!(txs.len() as u64, producers);
+        let line = StartLine::new();
+        let line = &line;
+        let elapsed = thread::scope(|s| {
+            for (p, mut tx) in txs.into_iter().enumerate() {
+                let first = p as u64 * share;
+                s.spawn(move || {
+                    line.producer_ready(wait);
+                    for i in first..first + share {
+                        push_until_done(&mut tx, T::make(i), wait);
+                    }
+                });
+            }
+            let t0 = line.start(producers as usize, wait);
+            let mut sum = 0u64;
+            for _ in 0..n {
+                sum = sum.wrapping_add(pop_until_done(&mut rx, wait).key());
+            }
+            let elapsed = t0.elapsed();
+            assert_eq!(sum, expected_sum(n), "items lost or duplicated");
+            elapsed
+        });
+        total += elapsed;
+    }
+    total
+}
+
+fn two_thread_group<'a>(c: &'a mut Criterion, name: &str) -> BenchmarkGroup<'a, WallTime> {
+    let mut g = c.benchmark_group(name);
+    g.throughput(Throughput::Elements(N));
+    g.sampling_mode(SamplingMode::Flat);
+    g
+}
+
+fn bench_spsc<T: Item>(g: &mut BenchmarkGroup<'_, WallTime>) {
+    fn one<P>(p: P) -> Vec<P> {
+        vec![p]
+    }
+    let w = Wait::Spin;
+    g.bench_function("volley_busyspin", |b| {
+        b.iter_custom(|iters| run_threads::<T, _, _>(iters, N, 1, w, volley_spsc::<T>, one))
+    });
+    g.bench_function("volley_default", |b| {
+        b.iter_custom(|iters| run_threads::<T, _, _>(iters, N, 1, w, volley_spsc_default::<T>, one))
+    });
+    g.bench_function("arrayqueue", |b| {
+        b.iter_custom(|iters| run_threads::<T, _, _>(iters, N, 1, w, array_queue::<T>, one))
+    });
+    g.bench_function("crossbeam_channel", |b| {
+        b.iter_custom(|iters| run_threads::<T, _, _>(iters, N, 1, w, channel::<T>, one))
+    });
+    g.bench_function("rtrb", |b| {
+        b.iter_custom(|iters| run_threads::<T, _, _>(iters, N, 1, w, rtrb_ring::<T>, one))
+    });
+}
+
+fn bench_mpsc<T: Item>(g: &mut BenchmarkGroup<'_, WallTime>) {
+    fn clones<P: Clone>(p: P) -> Vec<P> {
+        (0..PRODUCERS).map(|_| p.clone()).collect()
+    }
+    let w = Wait::SpinYield;
+    let p = PRODUCERS;
+    g.bench_function("volley_busyspin", |b| {
+        b.iter_custom(|iters| run_threads::<T, _, _>(iters, N, p, w, volley_mpsc::<T>, clones))
+    });
+    g.bench_function("volley_default", |b| {
+        b.iter_custom(|iters| {
+            run_threads::<T, _, _>(iters, N, p, w, volley_mpsc_default::<T>, clones)
+        })
+    });
+    g.bench_function("arrayqueue", |b| {
+        b.iter_custom(|iters| run_threads::<T, _, _>(iters, N, p, w, array_queue::<T>, clones))
+    });
+    g.bench_function("crossbeam_channel", |b| {
+        b.iter_custom(|iters| run_threads::<T, _, _>(iters, N, p, w, channel::<T>, clones))
+    });
+}
+
+fn spsc_u64(c: &mut Criterion) {
+    bench_spsc::<u64>(&mut two_thread_group(c, "spsc_u64"));
+}
+
+fn spsc_64b(c: &mut Criterion) {
+    bench_spsc::<Msg64>(&mut two_thread_group(c, "spsc_64b"));
+}
+
+fn mpsc_u64_2p(c: &mut Criterion) {
+    bench_mpsc::<u64>(&mut two_thread_group(c, "mpsc_u64_2p"));
+}
+
+fn mpsc_64b_2p(c: &mut Criterion) {
+    bench_mpsc::<Msg64>(&mut two_thread_group(c, "mpsc_64b_2p"));
+}
+
+/// One push then one pop on the bench thread, on a ring that never holds more than one
+/// item.
+fn push_pop<P: Tx<u64>, C: Rx<u64>>(
+    g: &mut BenchmarkGroup<'_, WallTime>,
+    name: &str,
+    make: impl Fn() -> (P, C),
+) {
+    let (mut tx, mut rx) = make();
+    g.bench_function(name, |b| {
+        let mut i = 0u64;
+        b.iter(|| {
+            i = i.wrapping_add(1);
+            if tx.try_push(black_box(i)).is_err() {
+                panic!("ring full");
+            }
+            black_box(rx.try_pop())
+        })
+    });
+}
+
+fn single_thread(c: &mut Criterion) {
+    let mut g = c.benchmark_group("single_thread");
+    g.throughput(Throughput::Elements(1));
+    push_pop(&mut g, "volley_spsc", volley_spsc::<u64>);
+    push_pop(&mut g, "volley_spsc_default", volley_spsc_default::<u64>);
+    push_pop(&mut g, "volley_mpsc", volley_mpsc::<u64>);
+    push_pop(&mut g, "arrayqueue", array_queue::<u64>);
+    push_pop(&mut g, "rtrb", rtrb_ring::<u64>);
+    push_pop(&mut g, "crossbeam_channel", channel::<u64>);
+    g.finish();
+}
+
+fn policy_nonfull(c: &mut Criterion) {
+    let block = OverflowPolicy::Block { timeout: None };
+    let buffer = OverflowPolicy::Buffer { max_bytes: 1 << 20 };
+    let mut g = c.benchmark_group("policy_nonfull");
+    g.throughput(Throughput::Elements(1));
+    let policies = [
+        ("drop_newest", OverflowPolicy::DropNewest),
+        ("drop_oldest", OverflowPolicy::DropOldest),
+        ("block", block),
+        ("buffer", buffer),
+    ];
+    for (name, policy) in policies {
+        push_pop(&mut g, &format!("spsc_{name}"), || {
+            spsc::<u64>(CAP, busy(policy))
+        });
+    }
+    // DropOldest runs on the stamped core: compare it with the same core under mpsc.
+    for (name, policy) in [
+        ("drop_newest", OverflowPolicy::DropNewest),
+        ("drop_oldest", OverflowPolicy::DropOldest),
+    ] {
+        push_pop(&mut g, &format!("mpsc_{name}"), || {
+            mpsc::<u64>(CAP, busy(policy))
+        });
+    }
+    // What the default wait strategy (SpinThenPark) adds on top of the policy.
+    push_pop(&mut g, "spsc_drop_newest_default_wait", || {
+        spsc::<u64>(CAP, RingConfig::with_policy(OverflowPolicy::DropNewest))
+    });
+    push_pop(&mut g, "spsc_block_default_wait", || {
+        spsc::<u64>(CAP, RingConfig::with_policy(block))
+    });
+    g.finish();
+}
+
+/// volley: the producer hands over runs of up to `BATCH` items with `push_batch`, the
+/// consumer takes up to `BATCH` at a time with `pop_batch`.
+fn volley_batch_run(iters: u64, n: u64) -> Duration {
+    let mut total = Duration::ZERO;
+    for _ in 0..iters {
+        let (mut tx, mut rx) = volley_spsc::<u64>();
+        let line = StartLine::new();
+        let line = &line;
+        total += thread::scope(|s| {
+            s.spawn(move || {
+                line.producer_ready(Wait::Spin);
+                let mut next = 0;
+                while next < n {
+                    let end = (next + BATCH as u64).min(n);
+                    let done = tx.push_batch((next..end).map(u64::make));
+                    next += done.pushed as u64;
+                    if done.error.is_some() {
+                        spin_loop();
+                    }
+                }
+            });
+            let t0 = line.start(1, Wait::Spin);
+            let (mut got, mut sum) = (0, 0u64);
+            while got < n {
+                let k = rx.pop_batch(BATCH, |v| sum = sum.wrapping_add(v.key()));
+                if k == 0 {
+                    spin_loop();
+                }
+                got += k as u64;
+            }
+            let elapsed = t0.elapsed();
+            assert_eq!(sum, expected_sum(n), "items lost or duplicated");
+            elapsed
+        });
+    }
+    total
+}
+
+/// rtrb: the same shape with `write_chunk_uninit(..).fill_from_iter(..)` and
+/// `read_chunk(..)` consumed by value, each taking as many slots as are free, up to
+/// `BATCH`.
+fn rtrb_batch_run(iters: u64, n: u64) -> Duration {
+    use rtrb::chunks::ChunkError;
+    let mut total = Duration::ZERO;
+    for _ in 0..iters {
+        let (mut tx, mut rx) = rtrb_ring::<u64>();
+        let line = StartLine::new();
+        let line = &line;
+        total += thread::scope(|s| {
+            s.spawn(move || {
+                line.producer_ready(Wait::Spin);
+                let mut next = 0;
+                while next < n {
+                    let want = (n - next).min(BATCH as u64) as usize;
+                    let chunk = match tx.write_chunk_uninit(want) {
+                        Ok(chunk) => Some(chunk),
+                        Err(ChunkError::TooFewSlots(0)) => None,
+                        Err(ChunkError::TooFewSlots(free)) => tx.write_chunk_uninit(free).ok(),
+                    };
+                    match chunk {
+                        Some(chunk) => next += chunk.fill_from_iter((next..).map(u64::make)) as u64,
+                        None => spin_loop(),
+                    }
+                }
+            });
+            let t0 = line.start(1, Wait::Spin);
+            let (mut got, mut sum) = (0, 0u64);
+            while got < n {
+                let chunk = match rx.read_chunk(BATCH) {
+                    Ok(chunk) => Some(chunk),
+                    Err(ChunkError::TooFewSlots(0)) => None,
+                    Err(ChunkError::TooFewSlots(ready)) => rx.read_chunk(ready).ok(),
+                };
+                match chunk {
+                    Some(chunk) => {
+                        got += chunk.len() as u64;
+                        for v in chunk {
+                            sum = sum.wrapping_add(v.key());
+                        }
+                    }
+                    None => spin_loop(),
+                }
+            }
+            let elapsed = t0.elapsed();
+            assert_eq!(sum, expected_sum(n), "items lost or duplicated");
+            elapsed
+        });
+    }
+    total
+}
+
+fn batch(c: &mut Criterion) {
+    let mut g = two_thread_group(c, "batch");
+    g.bench_function("volley_busyspin", |b| {
+        b.iter_custom(|iters| volley_batch_run(iters, N))
+    });
+    g.bench_function("rtrb_chunks", |b| {
+        b.iter_custom(|iters| rtrb_batch_run(iters, N))
+    });
+    g.finish();
+}
+
+/// Busy and total jiffies of all CPUs, from the first line of `/proc/stat` (Linux only).
+fn cpu_jiffies() -> Option<(u64, u64)> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let fields: Vec<u64> = stat
+        .lines()
+        .next()?
+        .split_whitespace()
+        .skip(1)
+        .map_while(|f| f.parse().ok())
+        .collect();
+    let total: u64 = fields.iter().sum();
+    let idle = fields.get(3)? + fields.get(4).copied().unwrap_or(0);
+    Some((total - idle, total))
+}
+
+/// Warns when other processes keep the CPUs busy: two spinning threads on a 2-core
+/// machine then share cores with them, and the two-thread numbers mean little.
+fn warn_if_busy() {
+    let Some((busy0, total0)) = cpu_jiffies() else {
+        return;
+    };
+    thread::sleep(Duration::from_millis(300));
+    let Some((busy1, total1)) = cpu_jiffies() else {
+        return;
+    };
+    let cpus = thread::available_parallelism().map_or(1, |n| n.get()) as f64;
+    let busy_cpus = (busy1 - busy0) as f64 / (total1 - total0).max(1) as f64 * cpus;
+    if busy_cpus > 0.2 {
+        eprintln!(
+            "warning: {busy_cpus:.1} of {cpus} CPUs busy before the run; \
+             two-thread results will be distorted"
+        );
+    }
+}
+
+fn config() -> Criterion {
+    warn_if_busy();
+    Criterion::default()
+        .sample_size(10)
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(2))
+}
+
+criterion_group! {
+    name = benches;
+    config = config();
+    targets = spsc_u64, spsc_64b, mpsc_u64_2p, mpsc_64b_2p, single_thread, policy_nonfull, batch
+}
+criterion_main!(benches);
