@@ -49,7 +49,7 @@ impl Subscriber {
         }
         let wait = match options.recv_mode {
             RecvMode::Blocking => WaitStrategy::default(),
-            RecvMode::BusyPoll => WaitStrategy::BusySpin,
+            RecvMode::BusyPoll => WaitStrategy::Yield,
         };
         let (producer, inbound) = spsc(
             options.queue_capacity,
