@@ -263,6 +263,28 @@ impl<T: ItemSize> Shared<T> {
     }
 }
 
+/// Pushes the remaining `items` one by one after `pushed` already went in, stopping at
+/// the first refusal.
+fn push_each<T>(
+    mut pushed: usize,
+    items: impl IntoIterator<Item = T>,
+    mut push: impl FnMut(T) -> Result<(), PushError<T>>,
+) -> PushBatch<T> {
+    for item in items {
+        if let Err(error) = push(item) {
+            return PushBatch {
+                pushed,
+                error: Some(error),
+            };
+        }
+        pushed += 1;
+    }
+    PushBatch {
+        pushed,
+        error: None,
+    }
+}
+
 /// Creates a single-producer single-consumer ring holding up to `capacity` items.
 ///
 /// # Panics
@@ -350,19 +372,7 @@ impl<T: ItemSize> Producer<T> {
                 }
             }
         }
-        for item in items {
-            if let Err(error) = self.push(item) {
-                return PushBatch {
-                    pushed,
-                    error: Some(error),
-                };
-            }
-            pushed += 1;
-        }
-        PushBatch {
-            pushed,
-            error: None,
-        }
+        push_each(pushed, items, |item| self.push(item))
     }
 }
 
@@ -412,20 +422,7 @@ impl<T: ItemSize> MpscProducer<T> {
 
     /// Pushes items from `items` in order; stops at the first refusal.
     pub fn push_batch<I: IntoIterator<Item = T>>(&self, items: I) -> PushBatch<T> {
-        let mut pushed = 0;
-        for item in items {
-            if let Err(error) = self.push(item) {
-                return PushBatch {
-                    pushed,
-                    error: Some(error),
-                };
-            }
-            pushed += 1;
-        }
-        PushBatch {
-            pushed,
-            error: None,
-        }
+        push_each(0, items, |item| self.push(item))
     }
 }
 
