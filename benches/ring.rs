@@ -427,7 +427,10 @@ fn push_pop<P: Tx<u64>, C: Rx<u64>>(
             if tx.try_push(black_box(i)).is_err() {
                 panic!("ring full");
             }
-            black_box(rx.try_pop())
+            match rx.try_pop() {
+                Some(v) => black_box(v),
+                None => panic!("ring empty"),
+            }
         })
     });
 }
