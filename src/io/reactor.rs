@@ -101,7 +101,9 @@ pub(crate) struct Reactor {
     next_token: usize,
     next_dialer: u64,
     scratch: Vec<u8>,
+    /// Reused lists of what a loop iteration must visit, so the loop never allocates.
     due: Vec<Token>,
+    due_dialers: Vec<u64>,
 }
 
 impl Reactor {
@@ -118,6 +120,7 @@ impl Reactor {
             next_dialer: 1,
             scratch: vec![0; READ_CHUNK],
             due: Vec::new(),
+            due_dialers: Vec::new(),
         }
     }
 
@@ -318,7 +321,7 @@ impl Reactor {
             },
         );
         if !connecting {
-            if let Err(why) = self.service_out(token, now) {
+            if let Err(why) = self.service_out(token) {
                 self.close_conn(token, why, now);
             }
         }
@@ -356,7 +359,7 @@ impl Reactor {
             }
         }
         self.read_all(token, now)?;
-        self.service_out(token, now)
+        self.service_out(token)
     }
 
     /// Reads until the socket would block (mio readiness is edge-triggered), handing
@@ -375,12 +378,12 @@ impl Reactor {
             };
             conn.input.extend_from_slice(&self.scratch[..n]);
             let result = conn.session.handle_input(&mut conn.input, now);
-            self.dispatch_events(token, now);
+            self.dispatch_events(token);
             result.map_err(Closing::Session)?;
         }
     }
 
-    fn dispatch_events(&mut self, token: Token, now: Instant) {
+    fn dispatch_events(&mut self, token: Token) {
         let Some(conn) = self.conns.get_mut(&token) else {
             return;
         };
@@ -434,12 +437,11 @@ impl Reactor {
                 }
             }
         }
-        let _ = now;
     }
 
     /// Moves queued messages into the session and writes until done or the socket
     /// would block.
-    fn service_out(&mut self, token: Token, _now: Instant) -> Result<(), Closing> {
+    fn service_out(&mut self, token: Token) -> Result<(), Closing> {
         let Some(conn) = self.conns.get_mut(&token) else {
             return Ok(());
         };
@@ -457,9 +459,16 @@ impl Reactor {
             ..
         } = conn;
         loop {
+            // Whether the ring may still hold messages: the drain stopped at the session's
+            // high-water mark rather than on an empty ring.
+            let mut stopped_at_high_water = false;
             if let Some(queue) = outbound {
                 let (mut messages, mut bytes) = (0u64, 0u64);
-                while session.queued_len() < SESSION_HIGH_WATER {
+                loop {
+                    if session.queued_len() >= SESSION_HIGH_WATER {
+                        stopped_at_high_water = true;
+                        break;
+                    }
                     let n = queue.pop_batch(DRAIN_BATCH, |m| {
                         if session.send_message(m.frames()).is_ok() {
                             messages += 1;
@@ -489,9 +498,8 @@ impl Reactor {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
                 Err(_) => return Err(Closing::Io),
             }
-            let more_queued = outbound.as_ref().is_some_and(|q| q.stats().len > 0);
-            // Stop when nothing moved (handshake gate) or nothing is left.
-            if !more_queued || session.queued_len() == before {
+            // Stop when nothing is left, or when nothing moved (handshake gate).
+            if !stopped_at_high_water || session.queued_len() == before {
                 return Ok(());
             }
         }
@@ -507,20 +515,22 @@ impl Reactor {
         );
         for i in 0..self.due.len() {
             let token = self.due[i];
-            if let Err(why) = self.service_out(token, now) {
+            if let Err(why) = self.service_out(token) {
                 self.close_conn(token, why, now);
             }
         }
     }
 
     fn handle_timers(&mut self, now: Instant) {
-        let due_dialers: Vec<u64> = self
-            .dialers
-            .iter()
-            .filter(|(_, d)| matches!(d.state, DialState::Waiting(t) if t <= now))
-            .map(|(k, _)| *k)
-            .collect();
-        for key in due_dialers {
+        self.due_dialers.clear();
+        self.due_dialers.extend(
+            self.dialers
+                .iter()
+                .filter(|(_, d)| matches!(d.state, DialState::Waiting(t) if t <= now))
+                .map(|(k, _)| *k),
+        );
+        for i in 0..self.due_dialers.len() {
+            let key = self.due_dialers[i];
             self.dial(key, now);
         }
         self.due.clear();
@@ -536,7 +546,7 @@ impl Reactor {
                 continue;
             };
             let result = match conn.session.handle_timeout(now) {
-                Ok(()) => self.service_out(token, now),
+                Ok(()) => self.service_out(token),
                 Err(e) => Err(Closing::Session(e)),
             };
             if let Err(why) = result {
@@ -567,7 +577,7 @@ impl Reactor {
         }
         for i in 0..self.due.len() {
             let token = self.due[i];
-            if let Err(why) = self.service_out(token, now) {
+            if let Err(why) = self.service_out(token) {
                 self.close_conn(token, why, now);
             }
         }
@@ -609,7 +619,7 @@ impl Reactor {
             .map(|(t, _)| *t)
             .collect();
         for token in &tokens {
-            let _ = self.service_out(*token, now);
+            let _ = self.service_out(*token);
         }
         self.dialers.retain(|_, d| d.socket != id);
         for token in tokens {
