@@ -394,7 +394,6 @@ impl Reactor {
             match event {
                 Event::Ready { .. } => {
                     conn.ready = true;
-                    entry.shared.peers.fetch_add(1, Ordering::Relaxed);
                     entry.shared.add_peer(&conn.peer);
                     if let Some(d) = conn.dialer.and_then(|k| self.dialers.get_mut(&k)) {
                         if d.ever_connected {
@@ -592,10 +591,8 @@ impl Reactor {
             let _ = conn.session.write_to(&mut conn.stream);
         }
         let _ = self.poll.registry().deregister(&mut conn.stream);
-        conn.peer.closed.store(true, Ordering::Release);
         if let Some(entry) = self.sockets.get(&conn.socket) {
             if conn.ready {
-                entry.shared.peers.fetch_sub(1, Ordering::Relaxed);
                 entry.shared.remove_peer(&conn.peer);
             }
             if let Closing::Session(e) = &why {

@@ -29,12 +29,13 @@ mod subscriber;
 
 use std::fmt;
 use std::io;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
 
+use crate::io::{Command, ConnectTarget, Context, Role, SocketId};
 use crate::proto::subscriptions::SubscriptionTable;
 pub use crate::proto::zmtp::Message;
 use crate::ring::ItemSize;
@@ -214,7 +215,6 @@ pub(crate) struct SocketShared {
     pub(crate) reconnects: AtomicU64,
     pub(crate) protocol_errors: AtomicU64,
     pub(crate) oversized: AtomicU64,
-    pub(crate) peers: AtomicU64,
     /// The connected peers, kept by the I/O thread (added at READY, removed at close).
     pub(crate) peer_list: Mutex<Vec<Arc<PeerShared>>>,
 }
@@ -250,7 +250,7 @@ impl SocketShared {
             reconnects: r(&self.reconnects),
             protocol_errors: r(&self.protocol_errors),
             oversized: r(&self.oversized),
-            peers: r(&self.peers),
+            peers: self.peer_list.lock().map_or(0, |l| l.len() as u64),
         }
     }
 }
@@ -265,7 +265,6 @@ pub(crate) struct PeerShared {
     pub(crate) bytes_in: AtomicU64,
     /// Bytes the session holds that the socket has not taken yet.
     pub(crate) unsent_bytes: AtomicU64,
-    pub(crate) closed: AtomicBool,
     /// Bumped by the I/O thread after each change of `subscriptions`.
     pub(crate) subscriptions_version: AtomicU64,
     pub(crate) subscriptions: Mutex<Arc<SubscriptionTable>>,
@@ -280,7 +279,6 @@ impl PeerShared {
             messages_in: AtomicU64::new(0),
             bytes_in: AtomicU64::new(0),
             unsent_bytes: AtomicU64::new(0),
-            closed: AtomicBool::new(false),
             subscriptions_version: AtomicU64::new(0),
             subscriptions: Mutex::new(Arc::new(SubscriptionTable::new())),
         }
@@ -304,4 +302,78 @@ impl PeerShared {
             Err(p) => p.into_inner().clone(),
         }
     }
+}
+
+/// What every socket handle holds: its I/O thread, its id there, and the counters it
+/// shares with that thread. Dropping it closes the socket in the I/O thread.
+pub(crate) struct SocketHandle {
+    pub(crate) context: Context,
+    pub(crate) id: SocketId,
+    pub(crate) shared: Arc<SocketShared>,
+}
+
+impl SocketHandle {
+    fn open(context: &Context, role: Role, options: SocketOptions) -> Result<SocketHandle, Error> {
+        let id = context.next_socket_id();
+        let shared = Arc::new(SocketShared::default());
+        context.command(Command::Open {
+            id,
+            role,
+            options,
+            shared: shared.clone(),
+        })?;
+        Ok(SocketHandle {
+            context: context.clone(),
+            id,
+            shared,
+        })
+    }
+
+    fn bind(&self, endpoint: &str) -> Result<Endpoint, Error> {
+        bind(&self.context, self.id, endpoint)
+    }
+
+    fn connect(&self, endpoint: &str) -> Result<(), Error> {
+        connect(&self.context, self.id, endpoint)
+    }
+}
+
+impl Drop for SocketHandle {
+    fn drop(&mut self) {
+        let _ = self.context.command(Command::Close { id: self.id });
+    }
+}
+
+fn check_capacity(options: &SocketOptions) -> Result<(), Error> {
+    if options.queue_capacity == 0 {
+        return Err(Error::InvalidOption(
+            "queue_capacity must be at least 1".into(),
+        ));
+    }
+    Ok(())
+}
+
+fn bind(context: &Context, id: SocketId, endpoint: &str) -> Result<Endpoint, Error> {
+    let endpoint: Endpoint = endpoint.parse()?;
+    let (reply, answer) = crossbeam_channel::bounded(1);
+    context.command(Command::Bind {
+        id,
+        endpoint,
+        reply,
+    })?;
+    answer.recv().map_err(|_| Error::ContextGone)?
+}
+
+fn connect(context: &Context, id: SocketId, endpoint: &str) -> Result<(), Error> {
+    let endpoint: Endpoint = endpoint.parse()?;
+    let target = match &endpoint {
+        Endpoint::Tcp { host, .. } if host == "*" => {
+            return Err(Error::InvalidEndpoint(format!(
+                "{endpoint}: cannot connect to * (name a host)"
+            )))
+        }
+        Endpoint::Tcp { .. } => ConnectTarget::Tcp(endpoint.socket_addrs()?[0]),
+        Endpoint::Ipc(path) => ConnectTarget::Unix(path.clone()),
+    };
+    context.command(Command::Connect { id, target })
 }

@@ -7,8 +7,10 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use crossbeam_channel::Receiver;
 
-use super::{Endpoint, Error, Message, PeerStats, SocketOptions, SocketShared, SocketStats};
-use crate::io::{Command, ConnectTarget, Context, PeerLink, Role, SocketId};
+use super::{
+    check_capacity, Endpoint, Error, Message, PeerStats, SocketHandle, SocketOptions, SocketStats,
+};
+use crate::io::{Context, PeerLink, Role};
 use crate::proto::subscriptions::SubscriptionTable;
 use crate::ring::{PushError, RingStats};
 
@@ -23,9 +25,7 @@ use crate::ring::{PushError, RingStats};
 /// others (unless the policy is Block). A message is reference-counted once and shared by
 /// every peer's ring: fan-out copies no payload.
 pub struct Publisher {
-    context: Context,
-    id: SocketId,
-    shared: Arc<SocketShared>,
+    handle: SocketHandle,
     attach: Receiver<PeerLink>,
     peers: Vec<Peer>,
     /// Drops counted by the rings of peers that have gone.
@@ -64,24 +64,11 @@ impl Publisher {
 
     /// A publisher with `options` on `context`.
     pub fn with_options(context: &Context, options: SocketOptions) -> Result<Publisher, Error> {
-        if options.queue_capacity == 0 {
-            return Err(Error::InvalidOption(
-                "queue_capacity must be at least 1".into(),
-            ));
-        }
-        let id = context.next_socket_id();
-        let shared = Arc::new(SocketShared::default());
+        check_capacity(&options)?;
         let (tx, attach) = crossbeam_channel::unbounded();
-        context.command(Command::Open {
-            id,
-            role: Role::Publisher { attach: tx },
-            options,
-            shared: shared.clone(),
-        })?;
+        let handle = SocketHandle::open(context, Role::Publisher { attach: tx }, options)?;
         Ok(Publisher {
-            context: context.clone(),
-            id,
-            shared,
+            handle,
             attach,
             peers: Vec::new(),
             retired_drops: 0,
@@ -91,14 +78,14 @@ impl Publisher {
     /// Listens on `endpoint` (`tcp://HOST:PORT`, `tcp://*:PORT`, `ipc://PATH`); returns
     /// the endpoint as bound (with the real port when 0 was asked for).
     pub fn bind(&mut self, endpoint: &str) -> Result<Endpoint, Error> {
-        bind(&self.context, self.id, endpoint)
+        self.handle.bind(endpoint)
     }
 
     /// Connects to a subscriber that binds, reconnecting with backoff whenever the
     /// connection is lost. Returns once the attempt is started: an unreachable endpoint
     /// is retried, not an error.
     pub fn connect(&mut self, endpoint: &str) -> Result<(), Error> {
-        connect(&self.context, self.id, endpoint)
+        self.handle.connect(endpoint)
     }
 
     /// Queues `message` for every subscriber whose subscriptions match its first frame;
@@ -121,7 +108,7 @@ impl Publisher {
             }
         }
         if queued > 0 {
-            self.context.kick();
+            self.handle.context.kick();
         }
         if any_closed {
             self.retire_closed_peers();
@@ -226,7 +213,7 @@ impl Publisher {
             if Instant::now() >= deadline {
                 return false;
             }
-            self.context.kick();
+            self.handle.context.kick();
             std::thread::sleep(Duration::from_micros(200));
         }
     }
@@ -234,7 +221,7 @@ impl Publisher {
     /// Counters of this socket, summed over its peers (including ones that left).
     pub fn stats(&mut self) -> SocketStats {
         self.attach_new_peers();
-        let mut s = self.shared.stats();
+        let mut s = self.handle.shared.stats();
         s.dropped = self.retired_drops
             + self
                 .peers
@@ -256,41 +243,16 @@ impl Publisher {
 
 impl Drop for Publisher {
     fn drop(&mut self) {
-        self.context.kick();
-        let _ = self.context.command(Command::Close { id: self.id });
+        // Queued messages get their last chance when the handle closes the socket.
+        self.handle.context.kick();
     }
 }
 
 impl std::fmt::Debug for Publisher {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Publisher")
-            .field("id", &self.id)
+            .field("id", &self.handle.id)
             .field("peers", &self.peers.len())
             .finish()
     }
-}
-
-pub(super) fn bind(context: &Context, id: SocketId, endpoint: &str) -> Result<Endpoint, Error> {
-    let endpoint: Endpoint = endpoint.parse()?;
-    let (reply, answer) = crossbeam_channel::bounded(1);
-    context.command(Command::Bind {
-        id,
-        endpoint,
-        reply,
-    })?;
-    answer.recv().map_err(|_| Error::ContextGone)?
-}
-
-pub(super) fn connect(context: &Context, id: SocketId, endpoint: &str) -> Result<(), Error> {
-    let endpoint: Endpoint = endpoint.parse()?;
-    let target = match &endpoint {
-        Endpoint::Tcp { host, .. } if host == "*" => {
-            return Err(Error::InvalidEndpoint(format!(
-                "{endpoint}: cannot connect to * (name a host)"
-            )))
-        }
-        Endpoint::Tcp { .. } => ConnectTarget::Tcp(endpoint.socket_addrs()?[0]),
-        Endpoint::Ipc(path) => ConnectTarget::Unix(path.clone()),
-    };
-    context.command(Command::Connect { id, target })
 }

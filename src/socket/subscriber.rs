@@ -1,13 +1,13 @@
 //! [`Subscriber`]: receives the messages whose topic matches one of its prefixes.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 
-use super::publisher::{bind, connect};
-use super::{Endpoint, Error, Message, RecvMode, SocketOptions, SocketShared, SocketStats};
-use crate::io::{Command, Context, Role, SocketId};
+use super::{
+    check_capacity, Endpoint, Error, Message, RecvMode, SocketHandle, SocketOptions, SocketStats,
+};
+use crate::io::{Command, Context, Role};
 use crate::ring::{
     spsc, Consumer, OverflowPolicy, PopTimeoutError, RingConfig, RingStats, TryPopError,
     WaitStrategy,
@@ -21,9 +21,7 @@ use crate::ring::{
 /// socket (capacity and policy from [`SocketOptions`]); `recv` pops from it, waiting as
 /// [`RecvMode`] says. The I/O thread never waits on this ring, so Block is refused.
 pub struct Subscriber {
-    context: Context,
-    id: SocketId,
-    shared: Arc<SocketShared>,
+    handle: SocketHandle,
     inbound: Consumer<Message>,
 }
 
@@ -35,11 +33,7 @@ impl Subscriber {
 
     /// A subscriber with `options` on `context`.
     pub fn with_options(context: &Context, options: SocketOptions) -> Result<Subscriber, Error> {
-        if options.queue_capacity == 0 {
-            return Err(Error::InvalidOption(
-                "queue_capacity must be at least 1".into(),
-            ));
-        }
+        check_capacity(&options)?;
         if let OverflowPolicy::Block { .. } = options.policy {
             return Err(Error::InvalidOption(
                 "a subscriber's queue is filled by the I/O thread, which must not block: \
@@ -55,44 +49,32 @@ impl Subscriber {
             options.queue_capacity,
             RingConfig::with_policy(options.policy).wait(wait),
         );
-        let id = context.next_socket_id();
-        let shared = Arc::new(SocketShared::default());
-        context.command(Command::Open {
-            id,
-            role: Role::Subscriber { inbound: producer },
-            options,
-            shared: shared.clone(),
-        })?;
-        Ok(Subscriber {
-            context: context.clone(),
-            id,
-            shared,
-            inbound,
-        })
+        let handle = SocketHandle::open(context, Role::Subscriber { inbound: producer }, options)?;
+        Ok(Subscriber { handle, inbound })
     }
 
     /// Listens on `endpoint` for publishers that connect; returns the endpoint as bound.
     pub fn bind(&mut self, endpoint: &str) -> Result<Endpoint, Error> {
-        bind(&self.context, self.id, endpoint)
+        self.handle.bind(endpoint)
     }
 
     /// Connects to a publisher, reconnecting with backoff whenever the connection is lost.
     pub fn connect(&mut self, endpoint: &str) -> Result<(), Error> {
-        connect(&self.context, self.id, endpoint)
+        self.handle.connect(endpoint)
     }
 
     /// Adds a subscription to topics starting with `prefix` (empty: everything).
     pub fn subscribe(&mut self, prefix: impl AsRef<[u8]>) -> Result<(), Error> {
-        self.context.command(Command::Subscribe {
-            id: self.id,
+        self.handle.context.command(Command::Subscribe {
+            id: self.handle.id,
             prefix: Bytes::copy_from_slice(prefix.as_ref()),
         })
     }
 
     /// Removes one subscription to `prefix`.
     pub fn unsubscribe(&mut self, prefix: impl AsRef<[u8]>) -> Result<(), Error> {
-        self.context.command(Command::Cancel {
-            id: self.id,
+        self.handle.context.command(Command::Cancel {
+            id: self.handle.id,
             prefix: Bytes::copy_from_slice(prefix.as_ref()),
         })
     }
@@ -123,7 +105,7 @@ impl Subscriber {
     /// Counters of this socket; `dropped` counts messages its full queue refused or
     /// evicted.
     pub fn stats(&self) -> SocketStats {
-        let mut s = self.shared.stats();
+        let mut s = self.handle.shared.stats();
         let q = self.inbound.stats();
         s.dropped = q.dropped_newest + q.dropped_oldest;
         s
@@ -131,7 +113,7 @@ impl Subscriber {
 
     /// Counters of each connected peer (what it sent us).
     pub fn peer_stats(&self) -> Vec<super::PeerStats> {
-        self.shared.peer_stats()
+        self.handle.shared.peer_stats()
     }
 
     /// The inbound queue's counters.
@@ -140,14 +122,10 @@ impl Subscriber {
     }
 }
 
-impl Drop for Subscriber {
-    fn drop(&mut self) {
-        let _ = self.context.command(Command::Close { id: self.id });
-    }
-}
-
 impl std::fmt::Debug for Subscriber {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Subscriber").field("id", &self.id).finish()
+        f.debug_struct("Subscriber")
+            .field("id", &self.handle.id)
+            .finish()
     }
 }
