@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 use super::config::{ItemSize, OverflowPolicy, RingConfig};
 use super::error::{Closed, PopTimeoutError, PushBatch, PushError, TryPopError};
 use super::fast::{FastConsumer, FastProducer, FastRing};
+use super::layout::Layout;
 use super::stamped::{Rejected, StampedRing};
 use super::stats::{bump, Counters, RingStats};
 use super::wait::Notifier;
@@ -18,6 +19,30 @@ const OVERFLOW_BATCH: usize = 256;
 pub(crate) enum Core<T> {
     Fast(FastRing<T>),
     Stamped(StampedRing<T>),
+}
+
+impl<T> Core<T> {
+    fn layout(&self) -> Layout {
+        match self {
+            Core::Fast(r) => r.layout(),
+            Core::Stamped(r) => r.layout(),
+        }
+    }
+
+    /// Positions passed by the tail and by the head so far.
+    fn totals(&self) -> (u64, u64) {
+        match self {
+            Core::Fast(r) => r.totals(),
+            Core::Stamped(r) => r.totals(),
+        }
+    }
+
+    fn len(&self) -> usize {
+        match self {
+            Core::Fast(r) => r.len(),
+            Core::Stamped(r) => r.len(),
+        }
+    }
 }
 
 pub(crate) struct Shared<T> {
@@ -73,7 +98,7 @@ impl<T> Shared<T> {
             wake_consumer: consumer_may_park,
             wake_producers: matches!(config.policy, OverflowPolicy::Block { .. })
                 && config.wait.may_park(),
-            counters: Counters::new(),
+            counters: Counters::default(),
             overflow: Mutex::new(VecDeque::new()),
             overflow_queued: AtomicUsize::new(0),
             buffer_policy: matches!(config.policy, OverflowPolicy::Buffer { .. }),
@@ -115,7 +140,7 @@ impl<T> Shared<T> {
 
     fn evicted(&self, item: T) {
         drop(item);
-        bump(&self.counters.cells().dropped_oldest);
+        bump(&self.counters.dropped_oldest);
     }
 
     fn release_producer(&self) {
@@ -125,22 +150,13 @@ impl<T> Shared<T> {
     }
 
     pub(crate) fn stats(&self) -> RingStats {
-        let c = self.counters.cells();
-        let (tail_total, head_total) = match &self.core {
-            Core::Fast(r) => r.totals(),
-            Core::Stamped(r) => r.totals(),
-        };
+        let c = &*self.counters;
+        let (tail_total, head_total) = self.core.totals();
         let dropped_oldest = c.dropped_oldest.load(Ordering::Relaxed);
         let overflow_in = c.overflow_in.load(Ordering::Relaxed);
         let overflow_out = c.overflow_out.load(Ordering::Relaxed);
-        let ring_len = match &self.core {
-            Core::Fast(r) => r.len(),
-            Core::Stamped(r) => r.len(),
-        } as u64;
-        let capacity = match &self.core {
-            Core::Fast(r) => r.layout().capacity(),
-            Core::Stamped(r) => r.layout().capacity(),
-        } as u64;
+        let ring_len = self.core.len() as u64;
+        let capacity = self.core.layout().capacity() as u64;
         let buffered_items = overflow_in.saturating_sub(overflow_out);
         RingStats {
             pushed: tail_total + overflow_in,
@@ -170,7 +186,7 @@ impl<T: ItemSize> Shared<T> {
         mut try_push: impl FnMut(T) -> Result<(), T>,
     ) -> Result<(), PushError<T>> {
         if self.consumer_gone() {
-            bump(&self.counters.cells().rejected_closed);
+            bump(&self.counters.rejected_closed);
             return Err(PushError::Closed(item));
         }
         if self.is_buffering() {
@@ -192,7 +208,7 @@ impl<T: ItemSize> Shared<T> {
         item: T,
         try_push: &mut impl FnMut(T) -> Result<(), T>,
     ) -> Result<(), PushError<T>> {
-        let c = self.counters.cells();
+        let c = &*self.counters;
         match self.config.policy {
             OverflowPolicy::DropNewest | OverflowPolicy::DropOldest => {
                 // DropOldest rings evict inside the core and never report full; treating
@@ -211,7 +227,7 @@ impl<T: ItemSize> Shared<T> {
         timeout: Option<Duration>,
         try_push: &mut impl FnMut(T) -> Result<(), T>,
     ) -> Result<(), PushError<T>> {
-        let c = self.counters.cells();
+        let c = &*self.counters;
         bump(&c.blocked);
         let start = Instant::now();
         let deadline = timeout.map(|t| start + t);
@@ -244,7 +260,7 @@ impl<T: ItemSize> Shared<T> {
         let OverflowPolicy::Buffer { max_bytes } = self.config.policy else {
             unreachable!("only the Buffer policy routes to the overflow queue")
         };
-        let c = self.counters.cells();
+        let c = &*self.counters;
         let size = item.item_size();
         let mut queue = lock(&self.overflow);
         let held = c.buffered_bytes.load(Ordering::Relaxed);
@@ -496,10 +512,7 @@ impl<T> Consumer<T> {
 
     /// The ring's capacity (an overflow buffer not included).
     pub fn capacity(&self) -> usize {
-        match &self.shared.core {
-            Core::Fast(r) => r.layout().capacity(),
-            Core::Stamped(r) => r.layout().capacity(),
-        }
+        self.shared.core.layout().capacity()
     }
 
     /// Whether every producer is gone (items may still be waiting).
@@ -677,7 +690,7 @@ impl<T: ItemSize> Consumer<T> {
 
     fn take_from_overflow_batch(&mut self) -> Option<T> {
         let item = self.overflow_batch.pop_front()?;
-        let c = self.shared.counters.cells();
+        let c = &*self.shared.counters;
         c.buffered_bytes
             .fetch_sub(item.item_size(), Ordering::Relaxed);
         bump(&c.overflow_out);

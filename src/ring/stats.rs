@@ -42,12 +42,9 @@ pub struct RingStats {
 
 /// The counters that are not derived from the ring's positions. They change on slow paths
 /// only (a full ring, a closed end), so they share one cache line away from the indices.
-#[derive(Debug)]
-pub(crate) struct Counters {
-    inner: CachePadded<CounterCells>,
-}
+pub(crate) type Counters = CachePadded<CounterCells>;
 
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub(crate) struct CounterCells {
     pub(crate) dropped_newest: AtomicU64,
     pub(crate) dropped_oldest: AtomicU64,
@@ -60,28 +57,6 @@ pub(crate) struct CounterCells {
     /// Items ever handed from the overflow buffer to the consumer.
     pub(crate) overflow_out: AtomicU64,
     pub(crate) buffered_bytes: AtomicUsize,
-}
-
-impl Counters {
-    pub(crate) fn new() -> Self {
-        Counters {
-            inner: CachePadded::new(CounterCells {
-                dropped_newest: AtomicU64::new(0),
-                dropped_oldest: AtomicU64::new(0),
-                timed_out: AtomicU64::new(0),
-                rejected_closed: AtomicU64::new(0),
-                blocked: AtomicU64::new(0),
-                blocked_nanos: AtomicU64::new(0),
-                overflow_in: AtomicU64::new(0),
-                overflow_out: AtomicU64::new(0),
-                buffered_bytes: AtomicUsize::new(0),
-            }),
-        }
-    }
-
-    pub(crate) fn cells(&self) -> &CounterCells {
-        &self.inner
-    }
 }
 
 pub(crate) fn bump(counter: &AtomicU64) {
