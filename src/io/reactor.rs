@@ -390,6 +390,8 @@ impl Reactor {
         let Some(entry) = self.sockets.get_mut(&conn.socket) else {
             return;
         };
+        // Counted once per call, not per message: a read can hold hundreds of messages.
+        let (mut messages, mut bytes) = (0u64, 0u64);
         while let Some(event) = conn.session.poll_event() {
             match event {
                 Event::Ready { .. } => {
@@ -414,11 +416,8 @@ impl Reactor {
                     }
                 }
                 Event::Message(message) => {
-                    let bytes = message.byte_len() as u64;
-                    conn.peer.messages_in.fetch_add(1, Ordering::Relaxed);
-                    conn.peer.bytes_in.fetch_add(bytes, Ordering::Relaxed);
-                    entry.shared.messages_in.fetch_add(1, Ordering::Relaxed);
-                    entry.shared.bytes_in.fetch_add(bytes, Ordering::Relaxed);
+                    messages += 1;
+                    bytes += message.byte_len() as u64;
                     if let Role::Subscriber { inbound } = &mut entry.role {
                         // A refusal is counted by the ring (its policy); the I/O thread
                         // never waits here.
@@ -435,6 +434,15 @@ impl Reactor {
                         .fetch_add(1, Ordering::Release);
                 }
             }
+        }
+        if messages > 0 {
+            conn.peer.messages_in.fetch_add(messages, Ordering::Relaxed);
+            conn.peer.bytes_in.fetch_add(bytes, Ordering::Relaxed);
+            entry
+                .shared
+                .messages_in
+                .fetch_add(messages, Ordering::Relaxed);
+            entry.shared.bytes_in.fetch_add(bytes, Ordering::Relaxed);
         }
     }
 
