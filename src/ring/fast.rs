@@ -113,8 +113,19 @@ impl<T> FastRing<T> {
     }
 
     #[inline(always)]
+    fn slot(&self, position: usize) -> &UnsafeCell<MaybeUninit<T>> {
+        let index = self.layout.index(position);
+        debug_assert!(index < self.slots.len());
+        // SAFETY: positions come only from `Layout::next`, which keeps the index part
+        // below `capacity`, the length of `slots`. Skipping the bounds check matters: the
+        // index is masked with `one_lap - 1`, which can exceed the capacity, so the
+        // compiler cannot drop the check itself, and it sits on every push and pop.
+        unsafe { self.slots.get_unchecked(index) }
+    }
+
+    #[inline(always)]
     fn write(&self, position: usize, item: T) {
-        let slot = &self.slots[self.layout.index(position)];
+        let slot = self.slot(position);
         // SAFETY: `position` is between the head the producer last saw and head + capacity,
         // so the consumer has released this slot (its head store, loaded with Acquire,
         // happens-after its read of the slot) and will not read it until the tail store
@@ -124,7 +135,7 @@ impl<T> FastRing<T> {
 
     #[inline(always)]
     fn read(&self, position: usize) -> T {
-        let slot = &self.slots[self.layout.index(position)];
+        let slot = self.slot(position);
         // SAFETY: `position` is below the tail loaded with Acquire, so the producer's write
         // of this slot happened-before; the producer will not touch it again until the head
         // store that follows this read. Reading moves the value out exactly once: the head
