@@ -69,11 +69,12 @@ pub(crate) struct Shared<T> {
     /// Whether the policy is Buffer: a plain field next to the other read-only flags, so a
     /// push on any other ring pays one predictable branch for it.
     buffer_policy: bool,
-    /// An SPSC push needs nothing beyond the core's own push while the ring has room: no
-    /// overflow queue to respect, no consumer to wake. At a few nanoseconds per item the
-    /// checks skipped are a measurable share of the cost.
+    /// An SPSC push needs nothing beyond the core's own push while the ring has room and
+    /// nothing waits in the overflow queue: no consumer to wake. At a few nanoseconds per
+    /// item the checks skipped are a measurable share of the cost.
     plain_push: bool,
-    /// The same for a pop: no overflow queue to drain, no blocked producer to wake.
+    /// The same for a pop while the consumer holds no overflow items: no blocked producer
+    /// to wake.
     plain_pop: bool,
 }
 
@@ -111,11 +112,12 @@ impl<T> Shared<T> {
             overflow: Mutex::new(VecDeque::new()),
             overflow_queued: AtomicUsize::new(0),
             buffer_policy,
-            plain_push: fast_core && !buffer_policy && !consumer_may_park,
-            plain_pop: fast_core && !buffer_policy && !wake_producers,
+            plain_push: fast_core && !consumer_may_park,
+            plain_pop: fast_core && !wake_producers,
         }
     }
 
+    #[inline(always)]
     fn is_buffering(&self) -> bool {
         self.buffer_policy && self.overflow_queued.load(Ordering::Acquire) != 0
     }
@@ -375,7 +377,7 @@ impl<T: ItemSize> Producer<T> {
     pub fn push(&mut self, item: T) -> Result<(), PushError<T>> {
         let shared = &*self.shared;
         if let (true, Core::Fast(ring)) = (shared.plain_push, &shared.core) {
-            if !shared.consumer_gone() {
+            if !shared.consumer_gone() && !shared.is_buffering() {
                 let fast = &mut self.fast;
                 return match ring.try_push(fast, item) {
                     Ok(()) => Ok(()),
@@ -575,8 +577,11 @@ impl<T: ItemSize> Consumer<T> {
     #[inline]
     pub fn try_pop(&mut self) -> Result<T, TryPopError> {
         if let (true, Core::Fast(ring)) = (self.shared.plain_pop, &self.shared.core) {
-            if let Some(item) = ring.try_pop(&mut self.fast) {
-                return Ok(item);
+            // Overflow items the consumer already took are older than the ring's.
+            if self.overflow_batch.is_empty() {
+                if let Some(item) = ring.try_pop(&mut self.fast) {
+                    return Ok(item);
+                }
             }
         }
         self.try_pop_general()
