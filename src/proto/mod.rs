@@ -8,7 +8,10 @@
 //! - [`zmtp`]: one ZMTP 3.x connection (greeting, NULL handshake, messages,
 //!   subscriptions, heartbeats, batched output).
 //! - [`subscriptions`]: counted prefix subscriptions a publisher keeps per peer.
+//! - [`mcast`]: UDP multicast publisher and receiver (sequencing, packing,
+//!   fragmentation, loss accounting, NAK-based repair) and a loss generator for tests.
 
+pub mod mcast;
 pub mod subscriptions;
 pub mod zmtp;
 

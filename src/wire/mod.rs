@@ -7,5 +7,8 @@
 //!
 //! - [`zmtp`]: ZMTP 3.0/3.1 greeting, frames, commands and socket types (libzmq wire
 //!   compatibility).
+//! - [`mcast`]: volley's UDP multicast datagrams (DATA, HEARTBEAT, NAK), see
+//!   `docs/multicast-protocol.md`.
 
+pub mod mcast;
 pub mod zmtp;

@@ -1,0 +1,1 @@
+//! Sender and receivers over a simulated lossy link with virtual time.
