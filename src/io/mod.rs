@@ -8,8 +8,10 @@
 //! ([`Context::kick`]), so a burst of sends costs one wake-up, not one per message.
 
 mod backoff;
+mod mcast;
 mod reactor;
 mod stream;
+mod udp;
 
 use std::io;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -24,6 +26,7 @@ use crate::proto::zmtp::Message;
 use crate::ring::Producer;
 use crate::socket::{Endpoint, Error, PeerShared, SocketOptions, SocketShared};
 
+pub(crate) use mcast::{lock, open_socket, McastRx, McastTx};
 pub(crate) use stream::ConnectTarget;
 
 pub(crate) type SocketId = u64;
@@ -33,6 +36,13 @@ pub(crate) type SocketId = u64;
 pub(crate) struct PeerLink {
     pub(crate) shared: Arc<PeerShared>,
     pub(crate) queue: Producer<Arc<Message>>,
+}
+
+/// A multicast member of a socket, shared by its user handle and the I/O thread.
+#[derive(Clone)]
+pub(crate) enum Member {
+    Tx(Arc<Mutex<McastTx>>),
+    Rx(Arc<Mutex<McastRx>>),
 }
 
 /// The I/O thread's side of a socket.
@@ -47,7 +57,7 @@ pub(crate) enum Command {
     Open {
         id: SocketId,
         role: Role,
-        options: SocketOptions,
+        options: Box<SocketOptions>,
         shared: Arc<SocketShared>,
     },
     Bind {
@@ -58,6 +68,12 @@ pub(crate) enum Command {
     Connect {
         id: SocketId,
         target: ConnectTarget,
+    },
+    /// Watch a multicast member: its readiness and its timers.
+    AddMember {
+        id: SocketId,
+        member: Member,
+        reply: Sender<Result<(), Error>>,
     },
     Subscribe {
         id: SocketId,

@@ -8,11 +8,14 @@ use std::time::Instant;
 
 use bytes::{Bytes, BytesMut};
 use crossbeam_channel::{Receiver, TryRecvError};
+use std::os::fd::AsRawFd;
+
+use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token};
 
 use super::backoff::Backoff;
 use super::stream::{ConnectTarget, Listener, Stream};
-use super::{Command, PeerLink, Role, SocketId, WAKER_TOKEN};
+use super::{Command, Member, PeerLink, Role, SocketId, WAKER_TOKEN};
 use crate::proto::zmtp::{Event, Heartbeat, Message, Session, SessionConfig, SessionError};
 use crate::ring::{spsc_polled, Consumer, RingConfig};
 use crate::socket::{Endpoint, PeerShared, SocketOptions, SocketShared};
@@ -97,6 +100,8 @@ pub(crate) struct Reactor {
     sockets: HashMap<SocketId, SocketEntry>,
     listeners: HashMap<Token, (SocketId, Listener)>,
     conns: HashMap<Token, Conn>,
+    /// Multicast members, by the token of their socket.
+    members: HashMap<Token, (SocketId, Member)>,
     dialers: HashMap<u64, Dialer>,
     next_token: usize,
     next_dialer: u64,
@@ -115,6 +120,7 @@ impl Reactor {
             sockets: HashMap::new(),
             listeners: HashMap::new(),
             conns: HashMap::new(),
+            members: HashMap::new(),
             dialers: HashMap::new(),
             next_token: WAKER_TOKEN.0 + 1,
             next_dialer: 1,
@@ -145,6 +151,8 @@ impl Reactor {
                 }
                 if self.listeners.contains_key(&token) {
                     self.accept_all(token, now);
+                } else if self.members.contains_key(&token) {
+                    self.on_member_readable(token, now);
                 } else {
                     let result = self.on_conn_event(token, event.is_writable(), now);
                     if let Err(why) = result {
@@ -174,7 +182,19 @@ impl Reactor {
             DialState::Active => None,
         });
         let sessions = self.conns.values().filter_map(|c| c.session.poll_timeout());
-        dialers.chain(sessions).min()
+        let members = self.members.values().filter_map(|(_, m)| match m {
+            Member::Tx(tx) => crate::io::lock(tx).poll_timeout(),
+            Member::Rx(rx) => crate::io::lock(rx).poll_timeout(),
+        });
+        let deadline = dialers.chain(sessions).chain(members).min();
+        // A publisher's send that needs an earlier wake-up than this (a linger starting)
+        // kicks the thread; one that does not, does not pay for a system call.
+        for (_, member) in self.members.values() {
+            if let Member::Tx(tx) = member {
+                crate::io::lock(tx).planned_deadline = deadline;
+            }
+        }
+        deadline
     }
 
     /// Returns false when the context shuts down.
@@ -196,7 +216,7 @@ impl Reactor {
                         id,
                         SocketEntry {
                             role,
-                            options,
+                            options: *options,
                             shared,
                             subscriptions: Vec::new(),
                         },
@@ -232,6 +252,9 @@ impl Reactor {
                     );
                     self.dial(key, now);
                 }
+                Command::AddMember { id, member, reply } => {
+                    let _ = reply.send(self.add_member(id, member));
+                }
                 Command::Subscribe { id, prefix } => {
                     self.change_subscription(id, prefix, true, now)
                 }
@@ -257,6 +280,62 @@ impl Reactor {
             .register(&mut listener, token, Interest::READABLE)?;
         self.listeners.insert(token, (id, listener));
         Ok(bound)
+    }
+
+    fn add_member(&mut self, id: SocketId, member: Member) -> Result<(), crate::socket::Error> {
+        if !self.sockets.contains_key(&id) {
+            return Err(crate::socket::Error::Closed);
+        }
+        let fd = match &member {
+            Member::Tx(tx) => crate::io::lock(tx).socket().raw().as_raw_fd(),
+            Member::Rx(rx) => crate::io::lock(rx).socket().raw().as_raw_fd(),
+        };
+        let token = self.token();
+        self.poll
+            .registry()
+            .register(&mut SourceFd(&fd), token, Interest::READABLE)?;
+        self.members.insert(token, (id, member));
+        // Datagrams may have arrived before registration: edge-triggered readiness would
+        // not report them.
+        self.on_member_readable(token, Instant::now());
+        Ok(())
+    }
+
+    fn on_member_readable(&mut self, token: Token, now: Instant) {
+        let Some((socket, member)) = self.members.get(&token) else {
+            return;
+        };
+        match member {
+            Member::Tx(tx) => crate::io::lock(tx).on_readable(now),
+            Member::Rx(rx) => {
+                let Some(entry) = self.sockets.get_mut(socket) else {
+                    return;
+                };
+                let mut rx = crate::io::lock(rx);
+                deliver_to(entry, |deliver| rx.read(now, usize::MAX, deliver));
+            }
+        }
+    }
+
+    fn member_timers(&mut self, now: Instant) {
+        for (socket, member) in self.members.values() {
+            match member {
+                Member::Tx(tx) => {
+                    let mut tx = crate::io::lock(tx);
+                    if tx.poll_timeout().is_some_and(|t| t <= now) {
+                        tx.on_timeout(now);
+                    }
+                }
+                Member::Rx(rx) => {
+                    let mut rx = crate::io::lock(rx);
+                    if rx.poll_timeout().is_some_and(|t| t <= now) {
+                        if let Some(entry) = self.sockets.get_mut(socket) {
+                            deliver_to(entry, |deliver| rx.on_timeout(now, deliver));
+                        }
+                    }
+                }
+            }
+        }
     }
 
     fn accept_all(&mut self, token: Token, now: Instant) {
@@ -529,6 +608,7 @@ impl Reactor {
     }
 
     fn handle_timers(&mut self, now: Instant) {
+        self.member_timers(now);
         self.due_dialers.clear();
         self.due_dialers.extend(
             self.dialers
@@ -641,7 +721,47 @@ impl Reactor {
                 let _ = self.poll.registry().deregister(&mut l);
             }
         }
+        let members: Vec<Token> = self
+            .members
+            .iter()
+            .filter(|(_, (s, _))| *s == id)
+            .map(|(t, _)| *t)
+            .collect();
+        for token in members {
+            if let Some((_, member)) = self.members.remove(&token) {
+                let fd = match &member {
+                    Member::Tx(tx) => {
+                        let mut tx = crate::io::lock(tx);
+                        tx.flush(now);
+                        tx.socket().raw().as_raw_fd()
+                    }
+                    Member::Rx(rx) => crate::io::lock(rx).socket().raw().as_raw_fd(),
+                };
+                let _ = self.poll.registry().deregister(&mut SourceFd(&fd));
+            }
+        }
         self.sockets.remove(&id);
+    }
+}
+
+/// Runs `read` with a sink that pushes into the subscriber's inbound ring (a refusal is
+/// counted by the ring's policy; the I/O thread never waits) and counts what arrived.
+fn deliver_to(entry: &mut SocketEntry, read: impl FnOnce(&mut dyn FnMut(Message)) -> usize) {
+    let Role::Subscriber { inbound } = &mut entry.role else {
+        return;
+    };
+    let (mut messages, mut bytes) = (0u64, 0u64);
+    read(&mut |message: Message| {
+        messages += 1;
+        bytes += message.byte_len() as u64;
+        let _ = inbound.push(message);
+    });
+    if messages > 0 {
+        entry
+            .shared
+            .messages_in
+            .fetch_add(messages, Ordering::Relaxed);
+        entry.shared.bytes_in.fetch_add(bytes, Ordering::Relaxed);
     }
 }
 

@@ -130,6 +130,9 @@ impl Listener {
     /// Binds, returning the listener and the endpoint as bound (the real port for 0).
     pub(crate) fn bind(endpoint: &Endpoint) -> Result<(Listener, Endpoint), crate::socket::Error> {
         match endpoint {
+            Endpoint::Udp(_) => Err(crate::socket::Error::InvalidEndpoint(format!(
+                "{endpoint}: a multicast group is joined, not listened on"
+            ))),
             Endpoint::Tcp { .. } => {
                 let mut last = None;
                 for addr in endpoint.socket_addrs()? {

@@ -24,6 +24,7 @@
 //! [`SocketStats`] and [`PeerStats`].
 
 mod endpoint;
+mod multicast;
 mod publisher;
 mod subscriber;
 
@@ -40,7 +41,10 @@ use crate::proto::subscriptions::SubscriptionTable;
 pub use crate::proto::zmtp::Message;
 use crate::ring::ItemSize;
 pub use crate::ring::{OverflowPolicy, RingStats};
-pub use endpoint::Endpoint;
+pub use endpoint::{Endpoint, UdpEndpoint};
+pub use multicast::{
+    MulticastOptions, MulticastReceiverStats, MulticastSenderStats, DEFAULT_RECV_BUFFER,
+};
 pub use publisher::Publisher;
 pub use subscriber::Subscriber;
 
@@ -102,8 +106,11 @@ pub struct SocketOptions {
     /// How long an unanswered PING may wait. Default: the interval.
     pub heartbeat_timeout: Option<Duration>,
     /// Largest accepted incoming message (all frames); larger ones close the connection
-    /// and are counted. Default 1 MiB.
+    /// and are counted. Default 1 MiB. (Multicast members use
+    /// [`MulticastOptions`]' own limits.)
     pub max_message_size: u64,
+    /// How `udp://` members behave.
+    pub multicast: MulticastOptions,
 }
 
 impl Default for SocketOptions {
@@ -117,6 +124,7 @@ impl Default for SocketOptions {
             heartbeat_interval: None,
             heartbeat_timeout: None,
             max_message_size: crate::proto::zmtp::DEFAULT_MAX_MESSAGE_SIZE,
+            multicast: MulticastOptions::default(),
         }
     }
 }
@@ -134,6 +142,13 @@ pub enum Error {
     ContextGone,
     /// Every producer of the queue is gone: the socket is closed.
     Closed,
+    /// A message larger than a limit of the transport; nothing was sent.
+    TooLarge {
+        /// Its encoded size.
+        size: usize,
+        /// The limit.
+        max: usize,
+    },
 }
 
 impl fmt::Display for Error {
@@ -144,6 +159,9 @@ impl fmt::Display for Error {
             Error::Io(e) => write!(f, "{e}"),
             Error::ContextGone => f.write_str("the volley I/O thread is gone"),
             Error::Closed => f.write_str("socket closed"),
+            Error::TooLarge { size, max } => {
+                write!(f, "message of {size} bytes exceeds the limit of {max}")
+            }
         }
     }
 }
@@ -319,7 +337,7 @@ impl SocketHandle {
         context.command(Command::Open {
             id,
             role,
-            options,
+            options: Box::new(options),
             shared: shared.clone(),
         })?;
         Ok(SocketHandle {
@@ -374,6 +392,11 @@ fn connect(context: &Context, id: SocketId, endpoint: &str) -> Result<(), Error>
         }
         Endpoint::Tcp { .. } => ConnectTarget::Tcp(endpoint.socket_addrs()?[0]),
         Endpoint::Ipc(path) => ConnectTarget::Unix(path.clone()),
+        Endpoint::Udp(_) => {
+            return Err(Error::InvalidEndpoint(format!(
+                "{endpoint}: a multicast group is joined, not connected to"
+            )))
+        }
     };
     context.command(Command::Connect { id, target })
 }

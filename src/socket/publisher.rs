@@ -4,13 +4,17 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use std::sync::Mutex;
+
 use bytes::Bytes;
 use crossbeam_channel::Receiver;
 
+use super::multicast::{self, MulticastSenderStats};
 use super::{
     check_capacity, Endpoint, Error, Message, PeerStats, SocketHandle, SocketOptions, SocketStats,
 };
-use crate::io::{Context, PeerLink, Role};
+use crate::io::{lock, Context, McastTx, PeerLink, Role};
+use crate::proto::mcast::SendError;
 use crate::proto::subscriptions::SubscriptionTable;
 use crate::ring::{PushError, RingStats};
 
@@ -30,6 +34,9 @@ pub struct Publisher {
     peers: Vec<Peer>,
     /// Drops counted by the rings of peers that have gone.
     retired_drops: u64,
+    /// Multicast groups joined; each gets every message (receivers filter).
+    groups: Vec<Arc<Mutex<McastTx>>>,
+    options: SocketOptions,
 }
 
 struct Peer {
@@ -66,26 +73,42 @@ impl Publisher {
     pub fn with_options(context: &Context, options: SocketOptions) -> Result<Publisher, Error> {
         check_capacity(&options)?;
         let (tx, attach) = crossbeam_channel::unbounded();
-        let handle = SocketHandle::open(context, Role::Publisher { attach: tx }, options)?;
+        let handle = SocketHandle::open(context, Role::Publisher { attach: tx }, options.clone())?;
         Ok(Publisher {
             handle,
             attach,
             peers: Vec::new(),
             retired_drops: 0,
+            groups: Vec::new(),
+            options,
         })
     }
 
-    /// Listens on `endpoint` (`tcp://HOST:PORT`, `tcp://*:PORT`, `ipc://PATH`); returns
-    /// the endpoint as bound (with the real port when 0 was asked for).
+    /// Listens on `endpoint` (`tcp://HOST:PORT`, `tcp://*:PORT`, `ipc://PATH`), or joins
+    /// a multicast group (`udp://GROUP:PORT?iface=ADDR&ttl=N`); returns the endpoint as
+    /// bound (with the real port when 0 was asked for).
     pub fn bind(&mut self, endpoint: &str) -> Result<Endpoint, Error> {
+        if let Endpoint::Udp(udp) = endpoint.parse()? {
+            return self.join(&udp);
+        }
         self.handle.bind(endpoint)
     }
 
     /// Connects to a subscriber that binds, reconnecting with backoff whenever the
     /// connection is lost. Returns once the attempt is started: an unreachable endpoint
-    /// is retried, not an error.
+    /// is retried, not an error. A `udp://` endpoint joins the group, as `bind` does.
     pub fn connect(&mut self, endpoint: &str) -> Result<(), Error> {
+        if let Endpoint::Udp(udp) = endpoint.parse()? {
+            return self.join(&udp).map(drop);
+        }
         self.handle.connect(endpoint)
+    }
+
+    fn join(&mut self, udp: &super::UdpEndpoint) -> Result<Endpoint, Error> {
+        let (tx, joined) =
+            multicast::join_tx(&self.handle.context, self.handle.id, udp, &self.options)?;
+        self.groups.push(tx);
+        Ok(joined)
     }
 
     /// Queues `message` for every subscriber whose subscriptions match its first frame;
@@ -113,7 +136,48 @@ impl Publisher {
         if any_closed {
             self.retire_closed_peers();
         }
+        if !self.groups.is_empty() {
+            queued += self.send_to_groups(&message)?;
+        }
         Ok(queued)
+    }
+
+    /// Encodes and sends on this thread: no hand-off to the I/O thread, which only runs
+    /// the timers (linger, heartbeats) and answers NAKs.
+    fn send_to_groups(&mut self, message: &Message) -> Result<usize, Error> {
+        let now = Instant::now();
+        let mut wake = false;
+        for group in &self.groups {
+            match lock(group).send(message.frames(), now) {
+                Ok(w) => wake |= w,
+                Err(SendError::TooLarge { size, max }) => {
+                    return Err(Error::TooLarge { size, max })
+                }
+                Err(SendError::Empty) => {
+                    return Err(Error::InvalidOption(
+                        "a message needs at least one frame".into(),
+                    ))
+                }
+            }
+        }
+        if wake {
+            self.handle.context.kick();
+        }
+        let shared = &self.handle.shared;
+        let n = self.groups.len() as u64;
+        shared.messages_out.fetch_add(n, Ordering::Relaxed);
+        shared
+            .bytes_out
+            .fetch_add(n * message.byte_len() as u64, Ordering::Relaxed);
+        Ok(self.groups.len())
+    }
+
+    /// Counters of each multicast group joined.
+    pub fn multicast_stats(&self) -> Vec<MulticastSenderStats> {
+        self.groups
+            .iter()
+            .map(|g| multicast::sender_stats(g))
+            .collect()
     }
 
     /// Sends a two-frame message: `topic`, then `payload`.
@@ -200,6 +264,9 @@ impl Publisher {
     /// `timeout` passes; returns whether it was.
     pub fn flush(&mut self, timeout: Duration) -> bool {
         let deadline = Instant::now() + timeout;
+        for group in &self.groups {
+            lock(group).flush(Instant::now());
+        }
         loop {
             self.attach_new_peers();
             self.retire_closed_peers();

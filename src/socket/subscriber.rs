@@ -1,13 +1,18 @@
 //! [`Subscriber`]: receives the messages whose topic matches one of its prefixes.
 
-use std::time::Duration;
+use std::collections::VecDeque;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
+use super::multicast::{self, MulticastReceiverStats};
 use super::{
     check_capacity, Endpoint, Error, Message, RecvMode, SocketHandle, SocketOptions, SocketStats,
 };
-use crate::io::{Command, Context, Role};
+use crate::io::{lock, Command, Context, McastRx, Role};
+use crate::proto::subscriptions::SubscriptionTable;
 use crate::ring::{
     spsc, Consumer, OverflowPolicy, PopTimeoutError, RingConfig, RingStats, TryPopError,
     WaitStrategy,
@@ -20,9 +25,18 @@ use crate::ring::{
 /// Implementation notes: the I/O thread pushes received messages into one ring per
 /// socket (capacity and policy from [`SocketOptions`]); `recv` pops from it, waiting as
 /// [`RecvMode`] says. The I/O thread never waits on this ring, so Block is refused.
+/// Multicast groups (`udp://`) filter by prefix here, at the subscriber; with
+/// [`RecvMode::BusyPoll`] the receiving thread reads their sockets itself, so a datagram
+/// reaches it without a thread hand-off.
 pub struct Subscriber {
     handle: SocketHandle,
     inbound: Consumer<Message>,
+    options: SocketOptions,
+    /// This socket's subscriptions, for groups joined later.
+    subscriptions: SubscriptionTable,
+    groups: Vec<Arc<Mutex<McastRx>>>,
+    /// Messages this thread read from groups (BusyPoll), in order, not yet returned.
+    pending: VecDeque<Message>,
 }
 
 impl Subscriber {
@@ -49,43 +63,175 @@ impl Subscriber {
             options.queue_capacity,
             RingConfig::with_policy(options.policy).wait(wait),
         );
-        let handle = SocketHandle::open(context, Role::Subscriber { inbound: producer }, options)?;
-        Ok(Subscriber { handle, inbound })
+        let handle = SocketHandle::open(
+            context,
+            Role::Subscriber { inbound: producer },
+            options.clone(),
+        )?;
+        Ok(Subscriber {
+            handle,
+            inbound,
+            options,
+            subscriptions: SubscriptionTable::new(),
+            groups: Vec::new(),
+            pending: VecDeque::new(),
+        })
     }
 
-    /// Listens on `endpoint` for publishers that connect; returns the endpoint as bound.
+    /// Listens on `endpoint` for publishers that connect, or joins a multicast group
+    /// (`udp://GROUP:PORT?iface=ADDR`); returns the endpoint as bound.
     pub fn bind(&mut self, endpoint: &str) -> Result<Endpoint, Error> {
+        if let Endpoint::Udp(udp) = endpoint.parse()? {
+            return self.join(&udp);
+        }
         self.handle.bind(endpoint)
     }
 
     /// Connects to a publisher, reconnecting with backoff whenever the connection is lost.
+    /// A `udp://` endpoint joins the group, as `bind` does.
     pub fn connect(&mut self, endpoint: &str) -> Result<(), Error> {
+        if let Endpoint::Udp(udp) = endpoint.parse()? {
+            return self.join(&udp).map(drop);
+        }
         self.handle.connect(endpoint)
     }
 
+    fn join(&mut self, udp: &super::UdpEndpoint) -> Result<Endpoint, Error> {
+        let (rx, joined) = multicast::join_rx(
+            &self.handle.context,
+            self.handle.id,
+            udp,
+            &self.options,
+            self.subscriptions.clone(),
+        )?;
+        self.groups.push(rx);
+        Ok(joined)
+    }
+
     /// Adds a subscription to topics starting with `prefix` (empty: everything).
+    /// Multicast groups apply it at once; TCP publishers when it reaches them.
     pub fn subscribe(&mut self, prefix: impl AsRef<[u8]>) -> Result<(), Error> {
+        let prefix = prefix.as_ref();
+        self.subscriptions.subscribe(prefix);
+        for group in &self.groups {
+            lock(group).subscriptions.subscribe(prefix);
+        }
         self.handle.context.command(Command::Subscribe {
             id: self.handle.id,
-            prefix: Bytes::copy_from_slice(prefix.as_ref()),
+            prefix: Bytes::copy_from_slice(prefix),
         })
     }
 
     /// Removes one subscription to `prefix`.
     pub fn unsubscribe(&mut self, prefix: impl AsRef<[u8]>) -> Result<(), Error> {
+        let prefix = prefix.as_ref();
+        if self.subscriptions.cancel(prefix) {
+            for group in &self.groups {
+                lock(group).subscriptions.cancel(prefix);
+            }
+        }
         self.handle.context.command(Command::Cancel {
             id: self.handle.id,
-            prefix: Bytes::copy_from_slice(prefix.as_ref()),
+            prefix: Bytes::copy_from_slice(prefix),
         })
+    }
+
+    /// Whether this thread reads group sockets itself.
+    fn reads_groups(&self) -> bool {
+        self.options.recv_mode == RecvMode::BusyPoll && !self.groups.is_empty()
+    }
+
+    /// Reads every group this thread can lock now into `pending`. What the I/O thread
+    /// already pushed into the ring is older than what this read finds, so it moves to
+    /// `pending` first: one publisher's messages stay in order.
+    fn read_groups(&mut self) {
+        let now = Instant::now();
+        let limit = self.options.queue_capacity;
+        let (mut messages, mut bytes) = (0u64, 0u64);
+        for group in &self.groups {
+            let Ok(mut rx) = group.try_lock() else {
+                continue; // the I/O thread is on it and will push what it reads
+            };
+            let pending = &mut self.pending;
+            self.inbound.pop_batch(usize::MAX, |m| pending.push_back(m));
+            rx.read(now, limit, &mut |m: Message| {
+                messages += 1;
+                bytes += m.byte_len() as u64;
+                pending.push_back(m);
+            });
+        }
+        if messages > 0 {
+            let shared = &self.handle.shared;
+            shared.messages_in.fetch_add(messages, Ordering::Relaxed);
+            shared.bytes_in.fetch_add(bytes, Ordering::Relaxed);
+        }
+    }
+
+    /// The next message already here, without waiting.
+    fn next_ready(&mut self) -> Result<Option<Message>, Error> {
+        if let Some(m) = self.pending.pop_front() {
+            return Ok(Some(m));
+        }
+        match self.inbound.try_pop() {
+            Ok(m) => return Ok(Some(m)),
+            Err(TryPopError::Closed) => return Err(Error::Closed),
+            Err(TryPopError::Empty) => {}
+        }
+        if self.reads_groups() {
+            self.read_groups();
+            return Ok(self.pending.pop_front());
+        }
+        Ok(None)
+    }
+
+    /// Spins on [`next_ready`](Self::next_ready) until a message or `deadline`.
+    fn poll_until(&mut self, deadline: Option<Instant>) -> Result<Option<Message>, Error> {
+        let mut spins = 0u32;
+        loop {
+            if let Some(m) = self.next_ready()? {
+                return Ok(Some(m));
+            }
+            spins = spins.wrapping_add(1);
+            if spins % 64 == 0 {
+                if deadline.is_some_and(|d| Instant::now() >= d) {
+                    return Ok(None);
+                }
+                // Two spinning threads on one core would starve each other.
+                std::thread::yield_now();
+            } else {
+                std::hint::spin_loop();
+            }
+        }
+    }
+
+    /// Counters of each multicast group joined: per-publisher delivery and exact loss,
+    /// kernel drops, NAKs, and what the loss generator did.
+    pub fn multicast_stats(&self) -> Vec<MulticastReceiverStats> {
+        self.groups
+            .iter()
+            .map(|g| multicast::receiver_stats(g))
+            .collect()
     }
 
     /// Waits for the next message.
     pub fn recv(&mut self) -> Result<Message, Error> {
+        if self.reads_groups() {
+            return self.poll_until(None).map(|m| m.expect("no deadline"));
+        }
+        if let Some(m) = self.pending.pop_front() {
+            return Ok(m);
+        }
         self.inbound.pop().map_err(|_| Error::Closed)
     }
 
     /// Waits up to `timeout` for the next message; `Ok(None)` if none came.
     pub fn recv_timeout(&mut self, timeout: Duration) -> Result<Option<Message>, Error> {
+        if self.reads_groups() {
+            return self.poll_until(Some(Instant::now() + timeout));
+        }
+        if let Some(m) = self.pending.pop_front() {
+            return Ok(Some(m));
+        }
         match self.inbound.pop_timeout(timeout) {
             Ok(m) => Ok(Some(m)),
             Err(PopTimeoutError::Timeout) => Ok(None),
@@ -95,11 +241,7 @@ impl Subscriber {
 
     /// The next message if one is waiting.
     pub fn try_recv(&mut self) -> Result<Option<Message>, Error> {
-        match self.inbound.try_pop() {
-            Ok(m) => Ok(Some(m)),
-            Err(TryPopError::Empty) => Ok(None),
-            Err(TryPopError::Closed) => Err(Error::Closed),
-        }
+        self.next_ready()
     }
 
     /// Counters of this socket; `dropped` counts messages its full queue refused or

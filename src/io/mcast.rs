@@ -1,0 +1,333 @@
+//! Multicast members: a socket joined to a group plus the sans-IO state machine that
+//! speaks our datagram protocol on it. Nothing here decides anything about the protocol;
+//! it moves datagrams between the socket and [`crate::proto::mcast`].
+//!
+//! Both kinds sit behind a mutex shared by a user thread and the I/O thread. The user
+//! thread does the hot work itself (a publisher encodes and sends on `send`; a busy-polling
+//! subscriber reads on `recv`), so a message does not cross a thread on its way, which is
+//! what keeps multicast latency near a raw socket's. The I/O thread does what must happen
+//! when the user thread is elsewhere: timers (linger, heartbeats, NAK delays), NAKs
+//! arriving at a publisher, and reads for a blocking subscriber. The lock is uncontended
+//! in the common case: each side takes it only for its own events.
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+
+use bytes::Bytes;
+
+use super::udp::{McastSocket, RecvBatch, BATCH};
+use crate::proto::mcast::{
+    LossConfig, LossGenerator, LossStats, Receiver, ReceiverStats, SendError, Sender, SenderStats,
+};
+use crate::proto::subscriptions::SubscriptionTable;
+use crate::proto::zmtp::Message;
+use crate::socket::Endpoint;
+
+/// Locks a member, shrugging off poison: a member's state stays consistent between calls
+/// (no call leaves it half-updated on a panic path that matters to the other side).
+pub(crate) fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// Datagrams gathered before one `sendmmsg`.
+const SEND_BATCH: usize = BATCH;
+
+/// Counters a user thread reads without taking the member's lock.
+#[derive(Debug, Default)]
+pub(crate) struct McastCounters {
+    pub(crate) send_errors: AtomicU64,
+    pub(crate) recv_errors: AtomicU64,
+}
+
+/// A publisher's membership: its [`Sender`] and the socket.
+pub(crate) struct McastTx {
+    socket: McastSocket,
+    sender: Sender,
+    endpoint: Endpoint,
+    /// Encoded datagrams waiting for one `sendmmsg`; reused.
+    out: Vec<Vec<u8>>,
+    spare: Vec<Vec<u8>>,
+    batch: RecvBatch,
+    pub(crate) counters: McastCounters,
+    /// The deadline the I/O thread last planned for; a send that needs an earlier one
+    /// must wake it.
+    pub(crate) planned_deadline: Option<Instant>,
+    /// When a datagram last went out: a send after a quiet spell longer than the linger
+    /// goes at once instead of opening a linger.
+    last_transmit: Option<Instant>,
+}
+
+impl McastTx {
+    pub(crate) fn new(socket: McastSocket, sender: Sender, endpoint: Endpoint) -> McastTx {
+        McastTx {
+            socket,
+            sender,
+            endpoint,
+            out: Vec::with_capacity(SEND_BATCH),
+            spare: Vec::new(),
+            batch: RecvBatch::new(),
+            counters: McastCounters::default(),
+            planned_deadline: None,
+            last_transmit: None,
+        }
+    }
+
+    pub(crate) fn socket(&self) -> &McastSocket {
+        &self.socket
+    }
+
+    pub(crate) fn endpoint(&self) -> &Endpoint {
+        &self.endpoint
+    }
+
+    /// Queues one message and sends whatever is due now. Returns whether the I/O thread
+    /// must be woken to honour an earlier deadline (a linger that just started).
+    pub(crate) fn send(&mut self, frames: &[Bytes], now: Instant) -> Result<bool, SendError> {
+        self.sender.send_message(frames, now)?;
+        let linger = self.sender.config().linger;
+        if self
+            .last_transmit
+            .is_none_or(|t| now.saturating_duration_since(t) >= linger)
+        {
+            // Quiet until now: nothing to pack with, so waiting would only add latency.
+            self.sender.flush();
+        }
+        self.transmit(now);
+        let due = self.sender.poll_timeout();
+        Ok(match (due, self.planned_deadline) {
+            (Some(due), Some(planned)) => due < planned,
+            (Some(_), None) => true,
+            (None, _) => false,
+        })
+    }
+
+    /// Closes a partly filled datagram and sends it.
+    pub(crate) fn flush(&mut self, now: Instant) {
+        self.sender.flush();
+        self.transmit(now);
+    }
+
+    /// Writes every datagram the sender has due, in `sendmmsg` batches. A datagram the
+    /// kernel refuses (a full send buffer, no route) is counted as a send error: in
+    /// reliable mode it stays in the retransmit buffer and a NAK brings it back.
+    pub(crate) fn transmit(&mut self, now: Instant) {
+        loop {
+            while self.out.len() < SEND_BATCH {
+                let mut buf = self.spare.pop().unwrap_or_default();
+                buf.resize(self.sender.config().max_datagram_size, 0);
+                match self.sender.poll_transmit(now, &mut buf) {
+                    Some(len) => {
+                        buf.truncate(len);
+                        self.out.push(buf);
+                    }
+                    None => {
+                        self.spare.push(buf);
+                        break;
+                    }
+                }
+            }
+            if self.out.is_empty() {
+                return;
+            }
+            self.last_transmit = Some(now);
+            let full = self.out.len() == SEND_BATCH;
+            let slices: Vec<&[u8]> = self.out.iter().map(Vec::as_slice).collect();
+            let sent = self.socket.send_batch(&slices).unwrap_or_default();
+            let failed = (self.out.len() - sent) as u64;
+            if failed > 0 {
+                self.counters
+                    .send_errors
+                    .fetch_add(failed, Ordering::Relaxed);
+            }
+            self.spare.append(&mut self.out);
+            if !full {
+                return;
+            }
+        }
+    }
+
+    /// Reads what arrived on the group (NAKs for this publisher; everything else is
+    /// counted and ignored by the sender) and sends any retransmissions.
+    pub(crate) fn on_readable(&mut self, now: Instant) {
+        loop {
+            match self.socket.recv_batch(&mut self.batch) {
+                Ok(0) => break,
+                Ok(_) => {
+                    for (datagram, _) in self.batch.datagrams() {
+                        self.sender.handle_datagram(now, datagram);
+                    }
+                }
+                Err(_) => {
+                    self.counters.recv_errors.fetch_add(1, Ordering::Relaxed);
+                    break;
+                }
+            }
+        }
+        self.transmit(now);
+    }
+
+    pub(crate) fn on_timeout(&mut self, now: Instant) {
+        self.sender.handle_timeout(now);
+        self.transmit(now);
+    }
+
+    pub(crate) fn poll_timeout(&self) -> Option<Instant> {
+        self.sender.poll_timeout()
+    }
+
+    pub(crate) fn stats(&self) -> SenderStats {
+        self.sender.stats()
+    }
+}
+
+/// A subscriber's membership: its [`Receiver`], the socket, the optional loss generator
+/// in the receive path, and the subscriptions (multicast filters at the receiver: every
+/// member gets every datagram).
+pub(crate) struct McastRx {
+    socket: McastSocket,
+    receiver: Receiver,
+    endpoint: Endpoint,
+    loss: Option<LossGenerator<(Bytes, SocketAddr)>>,
+    pub(crate) subscriptions: SubscriptionTable,
+    batch: RecvBatch,
+    nak_buf: Vec<u8>,
+    /// Messages delivered by the protocol that no subscription matched.
+    pub(crate) filtered: u64,
+    pub(crate) counters: McastCounters,
+}
+
+impl McastRx {
+    pub(crate) fn new(
+        socket: McastSocket,
+        receiver: Receiver,
+        endpoint: Endpoint,
+        loss: &LossConfig,
+        subscriptions: SubscriptionTable,
+    ) -> McastRx {
+        McastRx {
+            socket,
+            receiver,
+            endpoint,
+            loss: (!loss.is_off()).then(|| LossGenerator::new(loss.clone())),
+            subscriptions,
+            batch: RecvBatch::new(),
+            nak_buf: vec![0; 1500],
+            filtered: 0,
+            counters: McastCounters::default(),
+        }
+    }
+
+    pub(crate) fn socket(&self) -> &McastSocket {
+        &self.socket
+    }
+
+    pub(crate) fn endpoint(&self) -> &Endpoint {
+        &self.endpoint
+    }
+
+    /// Reads until the socket is empty (the I/O thread's readiness is edge-triggered) or
+    /// `limit` messages were delivered, handing every message a subscription matches to
+    /// `deliver`. Returns how many messages were delivered.
+    pub(crate) fn read(
+        &mut self,
+        now: Instant,
+        limit: usize,
+        deliver: &mut dyn FnMut(Message),
+    ) -> usize {
+        let mut delivered = 0;
+        while delivered < limit {
+            match self.socket.recv_batch(&mut self.batch) {
+                Ok(0) => break,
+                Ok(_) => {
+                    for (datagram, from) in self.batch.datagrams() {
+                        match &mut self.loss {
+                            None => self.receiver.handle_datagram(now, datagram, from),
+                            Some(loss) => {
+                                loss.push(now, (Bytes::copy_from_slice(datagram), from));
+                            }
+                        }
+                    }
+                    delivered += self.release(now, deliver);
+                }
+                Err(_) => {
+                    self.counters.recv_errors.fetch_add(1, Ordering::Relaxed);
+                    break;
+                }
+            }
+        }
+        self.send_naks(now);
+        delivered
+    }
+
+    /// Moves what the loss generator lets through into the receiver, then what the
+    /// receiver can deliver out.
+    fn release(&mut self, now: Instant, deliver: &mut dyn FnMut(Message)) -> usize {
+        if let Some(loss) = &mut self.loss {
+            while let Some((datagram, from)) = loss.pop(now) {
+                self.receiver.handle_datagram_bytes(now, datagram, from);
+            }
+        }
+        let mut delivered = 0;
+        while let Some((_, message)) = self.receiver.poll_message() {
+            if self.subscriptions.matches(message.topic()) {
+                deliver(message);
+                delivered += 1;
+            } else {
+                self.filtered += 1;
+            }
+        }
+        delivered
+    }
+
+    fn send_naks(&mut self, now: Instant) {
+        while let Some(len) = self.receiver.poll_transmit(now, &mut self.nak_buf) {
+            if self.socket.send_batch(&[&self.nak_buf[..len]]).is_err() {
+                self.counters.send_errors.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+
+    pub(crate) fn on_timeout(&mut self, now: Instant, deliver: &mut dyn FnMut(Message)) -> usize {
+        self.receiver.handle_timeout(now);
+        let delivered = self.release(now, deliver);
+        self.send_naks(now);
+        delivered
+    }
+
+    pub(crate) fn poll_timeout(&self) -> Option<Instant> {
+        let loss = self.loss.as_ref().and_then(LossGenerator::poll_timeout);
+        match (self.receiver.poll_timeout(), loss) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    pub(crate) fn receiver_stats(&self) -> ReceiverStats {
+        self.receiver.stats()
+    }
+
+    pub(crate) fn loss_stats(&self) -> Option<LossStats> {
+        self.loss.as_ref().map(LossGenerator::stats)
+    }
+
+    pub(crate) fn truncated(&self) -> u64 {
+        self.batch.truncated
+    }
+}
+
+/// Opens the socket for a member, turning the kernel's refusal into an error that names
+/// the endpoint.
+pub(crate) fn open_socket(
+    endpoint: &Endpoint,
+    recv_buffer: usize,
+) -> io::Result<(McastSocket, Option<String>)> {
+    let Endpoint::Udp(udp) = endpoint else {
+        return Err(io::Error::other(format!(
+            "{endpoint}: not a udp:// endpoint"
+        )));
+    };
+    McastSocket::open(udp, recv_buffer)
+        .map_err(|e| io::Error::new(e.kind(), format!("{endpoint}: {e}")))
+}

@@ -1,0 +1,351 @@
+//! A multicast UDP socket set up the way a cluster transport needs it, and batched
+//! reads and writes.
+//!
+//! Setup (through socket2): `SO_REUSEADDR` so several members on one host share the
+//! port; bound to the group address, and on Linux `IP_MULTICAST_ALL` off as well, so the
+//! socket hears its own group only; joined on the endpoint's interface;
+//! `IP_MULTICAST_IF`, `IP_MULTICAST_LOOP` and the TTL; a large `SO_RCVBUF`, read back
+//! because the kernel silently caps it; `SO_RXQ_OVFL`, so that every datagram the kernel
+//! dropped for want of buffer space is counted, exactly.
+//!
+//! Reads use `recvmmsg` (up to [`BATCH`] datagrams per system call) and writes `sendmmsg`:
+//! at millions of small messages per second the system call, not the copy, is the cost.
+
+use std::io;
+use std::mem::{self, MaybeUninit};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4, SocketAddrV6, UdpSocket};
+use std::os::fd::AsRawFd;
+
+use socket2::{Domain, Protocol, SockAddr, Socket, Type};
+
+use crate::socket::UdpEndpoint;
+
+/// Datagrams per `recvmmsg` / `sendmmsg` call.
+pub(crate) const BATCH: usize = 32;
+/// Receive buffer per datagram: the largest UDP payload fits.
+const DATAGRAM_BUFFER: usize = 65_536;
+
+/// An open group membership.
+pub(crate) struct McastSocket {
+    socket: UdpSocket,
+    group: SocketAddr,
+    /// What the kernel granted for `SO_RCVBUF` (Linux reports twice the usable size).
+    pub(crate) recv_buffer: usize,
+    /// The kernel's cumulative drop count from the last `SO_RXQ_OVFL` message.
+    last_overflow: Option<u32>,
+    /// Datagrams the kernel dropped on this socket since it opened.
+    pub(crate) kernel_drops: u64,
+}
+
+impl McastSocket {
+    /// Opens a member of `endpoint`'s group. Returns a warning when the kernel granted a
+    /// smaller receive buffer than `recv_buffer` asked for.
+    pub(crate) fn open(
+        endpoint: &UdpEndpoint,
+        recv_buffer: usize,
+    ) -> io::Result<(McastSocket, Option<String>)> {
+        let group = endpoint.group_addr();
+        let domain = match group {
+            SocketAddr::V4(_) => Domain::IPV4,
+            SocketAddr::V6(_) => Domain::IPV6,
+        };
+        let socket = Socket::new(domain, Type::DGRAM, Some(Protocol::UDP))?;
+        socket.set_reuse_address(true)?;
+        socket.set_nonblocking(true)?;
+        socket.set_recv_buffer_size(recv_buffer)?;
+        let granted = socket.recv_buffer_size()?;
+        // Linux doubles the value it stores (bookkeeping overhead): compare what is usable.
+        let warning = (granted / 2 < recv_buffer).then(|| {
+            format!(
+                "{endpoint}: asked for a {recv_buffer}-byte receive buffer, the kernel granted \
+                 {} (raise net.core.rmem_max for bursts without kernel drops)",
+                granted / 2
+            )
+        });
+        match group {
+            SocketAddr::V4(g) => {
+                let iface = endpoint.iface_v4();
+                socket.set_multicast_if_v4(&iface)?;
+                socket.set_multicast_loop_v4(endpoint.loopback)?;
+                socket.set_multicast_ttl_v4(endpoint.ttl)?;
+                #[cfg(target_os = "linux")]
+                socket.set_multicast_all_v4(false)?;
+                // Binding the group address (not 0.0.0.0) keeps other groups' traffic on
+                // this port out, on every OS.
+                socket.bind(&SockAddr::from(SocketAddrV4::new(*g.ip(), g.port())))?;
+                socket.join_multicast_v4(g.ip(), &iface)?;
+            }
+            SocketAddr::V6(g) => {
+                socket.set_only_v6(true)?;
+                socket.set_multicast_loop_v6(endpoint.loopback)?;
+                socket.set_multicast_hops_v6(endpoint.ttl)?;
+                socket.bind(&SockAddr::from(SocketAddrV6::new(*g.ip(), g.port(), 0, 0)))?;
+                socket.join_multicast_v6(g.ip(), 0)?;
+            }
+        }
+        enable_overflow_count(&socket)?;
+        let socket: UdpSocket = socket.into();
+        // Port 0 picks a port; every member must then be told the real one.
+        let port = socket.local_addr()?.port();
+        let group = SocketAddr::new(group.ip(), port);
+        Ok((
+            McastSocket {
+                socket,
+                group,
+                recv_buffer: granted,
+                last_overflow: None,
+                kernel_drops: 0,
+            },
+            warning,
+        ))
+    }
+
+    /// The group and port this member uses (the real port if 0 was asked for).
+    pub(crate) fn group(&self) -> SocketAddr {
+        self.group
+    }
+
+    pub(crate) fn raw(&self) -> &UdpSocket {
+        &self.socket
+    }
+
+    /// Sends `datagrams` to the group with as few system calls as possible. Returns how
+    /// many went out; stops early on `WouldBlock` (the socket's send buffer is full) or an
+    /// error, which it returns if nothing was sent.
+    pub(crate) fn send_batch(&self, datagrams: &[&[u8]]) -> io::Result<usize> {
+        let addr = SockAddr::from(self.group);
+        let mut sent = 0;
+        while sent < datagrams.len() {
+            let chunk = &datagrams[sent..(sent + BATCH).min(datagrams.len())];
+            match self.sendmmsg(chunk, &addr) {
+                Ok(n) => sent += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) if sent > 0 && e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) => {
+                    if sent > 0 {
+                        break;
+                    }
+                    return Err(e);
+                }
+            }
+        }
+        Ok(sent)
+    }
+
+    fn sendmmsg(&self, chunk: &[&[u8]], addr: &SockAddr) -> io::Result<usize> {
+        let mut iovecs: [MaybeUninit<libc::iovec>; BATCH] = [MaybeUninit::uninit(); BATCH];
+        let mut headers: [MaybeUninit<libc::mmsghdr>; BATCH] = [MaybeUninit::uninit(); BATCH];
+        for (i, datagram) in chunk.iter().enumerate() {
+            iovecs[i].write(libc::iovec {
+                iov_base: datagram.as_ptr() as *mut libc::c_void,
+                iov_len: datagram.len(),
+            });
+            // SAFETY: an all-zero msghdr is a valid value (null pointers, zero lengths).
+            let mut header: libc::msghdr = unsafe { mem::zeroed() };
+            header.msg_name = addr.as_ptr() as *mut libc::c_void;
+            header.msg_namelen = addr.len();
+            header.msg_iov = iovecs[i].as_mut_ptr();
+            header.msg_iovlen = 1;
+            headers[i].write(libc::mmsghdr {
+                msg_hdr: header,
+                msg_len: 0,
+            });
+        }
+        // SAFETY: the first `chunk.len()` headers were initialised above; each points at an
+        // iovec describing a live slice and at `addr`, all of which outlive the call; the
+        // kernel only reads them (and writes `msg_len`).
+        let n = unsafe {
+            libc::sendmmsg(
+                self.socket.as_raw_fd(),
+                headers.as_mut_ptr().cast(),
+                chunk.len() as libc::c_uint,
+                0,
+            )
+        };
+        if n < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(n as usize)
+    }
+
+    /// Reads up to [`BATCH`] datagrams into `batch` without waiting. Returns how many;
+    /// `Ok(0)` means nothing is waiting. Datagrams larger than the buffer are counted in
+    /// `batch.truncated` and skipped.
+    pub(crate) fn recv_batch(&mut self, batch: &mut RecvBatch) -> io::Result<usize> {
+        batch.count = 0;
+        let mut iovecs: [MaybeUninit<libc::iovec>; BATCH] = [MaybeUninit::uninit(); BATCH];
+        let mut headers: [MaybeUninit<libc::mmsghdr>; BATCH] = [MaybeUninit::uninit(); BATCH];
+        for i in 0..BATCH {
+            let buffer = &mut batch.buffers[i * DATAGRAM_BUFFER..(i + 1) * DATAGRAM_BUFFER];
+            iovecs[i].write(libc::iovec {
+                iov_base: buffer.as_mut_ptr().cast(),
+                iov_len: DATAGRAM_BUFFER,
+            });
+            // SAFETY: as in sendmmsg, an all-zero msghdr is valid.
+            let mut header: libc::msghdr = unsafe { mem::zeroed() };
+            header.msg_name = (&mut batch.addrs[i] as *mut libc::sockaddr_storage).cast();
+            header.msg_namelen = mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+            header.msg_iov = iovecs[i].as_mut_ptr();
+            header.msg_iovlen = 1;
+            header.msg_control = batch.controls[i].0.as_mut_ptr().cast();
+            header.msg_controllen = CONTROL_BUFFER as _;
+            headers[i].write(libc::mmsghdr {
+                msg_hdr: header,
+                msg_len: 0,
+            });
+        }
+        // SAFETY: all BATCH headers are initialised and point into `batch`'s buffers,
+        // address slots and control buffers, which are at least as long as the lengths
+        // given and outlive the call; MSG_DONTWAIT makes it non-blocking.
+        let n = unsafe {
+            libc::recvmmsg(
+                self.socket.as_raw_fd(),
+                headers.as_mut_ptr().cast(),
+                BATCH as libc::c_uint,
+                libc::MSG_DONTWAIT,
+                std::ptr::null_mut(),
+            )
+        };
+        if n < 0 {
+            let e = io::Error::last_os_error();
+            if e.kind() == io::ErrorKind::WouldBlock {
+                return Ok(0);
+            }
+            return Err(e);
+        }
+        let n = n as usize;
+        for (i, header) in headers.iter().take(n).enumerate() {
+            // SAFETY: initialised above; the kernel filled in the first `n`.
+            let header = unsafe { header.assume_init_ref() };
+            let truncated = header.msg_hdr.msg_flags & libc::MSG_TRUNC != 0;
+            batch.lens[i] = if truncated {
+                batch.truncated += 1;
+                None
+            } else {
+                Some(header.msg_len as usize)
+            };
+            batch.froms[i] = sockaddr_to_std(&batch.addrs[i]);
+            if let Some(count) = overflow_count(&header.msg_hdr) {
+                self.account_overflow(count);
+            }
+        }
+        batch.count = n;
+        Ok(n)
+    }
+
+    fn account_overflow(&mut self, count: u32) {
+        // The count is cumulative per socket; it is reported only when it changed since
+        // the socket was created, so the first value seen is all drops so far.
+        let previous = self.last_overflow.unwrap_or(0);
+        self.kernel_drops += u64::from(count.wrapping_sub(previous));
+        self.last_overflow = Some(count);
+    }
+}
+
+/// Room for one `SO_RXQ_OVFL` control message (a u32) with its header, with margin.
+const CONTROL_BUFFER: usize = 64;
+
+#[repr(C, align(8))]
+struct ControlBuffer([u8; CONTROL_BUFFER]);
+
+/// Reused buffers for [`McastSocket::recv_batch`].
+pub(crate) struct RecvBatch {
+    buffers: Vec<u8>,
+    addrs: Vec<libc::sockaddr_storage>,
+    controls: Vec<ControlBuffer>,
+    lens: [Option<usize>; BATCH],
+    froms: [Option<SocketAddr>; BATCH],
+    count: usize,
+    /// Datagrams too large for the buffer (dropped and counted).
+    pub(crate) truncated: u64,
+}
+
+impl RecvBatch {
+    pub(crate) fn new() -> RecvBatch {
+        RecvBatch {
+            buffers: vec![0; BATCH * DATAGRAM_BUFFER],
+            // SAFETY: sockaddr_storage is plain data; all-zero is a valid (AF_UNSPEC) value.
+            addrs: (0..BATCH).map(|_| unsafe { mem::zeroed() }).collect(),
+            controls: (0..BATCH)
+                .map(|_| ControlBuffer([0; CONTROL_BUFFER]))
+                .collect(),
+            lens: [None; BATCH],
+            froms: [None; BATCH],
+            count: 0,
+            truncated: 0,
+        }
+    }
+
+    /// The datagrams of the last read, with their sources (truncated ones left out).
+    pub(crate) fn datagrams(&self) -> impl Iterator<Item = (&[u8], SocketAddr)> + '_ {
+        (0..self.count).filter_map(move |i| {
+            let len = self.lens[i]?;
+            let from = self.froms[i]?;
+            Some((
+                &self.buffers[i * DATAGRAM_BUFFER..i * DATAGRAM_BUFFER + len],
+                from,
+            ))
+        })
+    }
+}
+
+fn enable_overflow_count(socket: &Socket) -> io::Result<()> {
+    let on: libc::c_int = 1;
+    // SAFETY: a valid descriptor, and a pointer to an int that lives across the call with
+    // its exact size.
+    let rc = unsafe {
+        libc::setsockopt(
+            socket.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_RXQ_OVFL,
+            (&on as *const libc::c_int).cast(),
+            mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// The `SO_RXQ_OVFL` count carried by a received message, if any.
+fn overflow_count(header: &libc::msghdr) -> Option<u32> {
+    // SAFETY: `header` came back from recvmmsg, so its control pointer and length describe
+    // the control buffer the kernel filled; the CMSG macros stay within msg_controllen.
+    unsafe {
+        let mut cmsg = libc::CMSG_FIRSTHDR(header);
+        while !cmsg.is_null() {
+            if (*cmsg).cmsg_level == libc::SOL_SOCKET && (*cmsg).cmsg_type == libc::SO_RXQ_OVFL {
+                let data = libc::CMSG_DATA(cmsg) as *const u32;
+                return Some(data.read_unaligned());
+            }
+            cmsg = libc::CMSG_NXTHDR(header, cmsg);
+        }
+    }
+    None
+}
+
+fn sockaddr_to_std(addr: &libc::sockaddr_storage) -> Option<SocketAddr> {
+    match addr.ss_family as libc::c_int {
+        libc::AF_INET => {
+            // SAFETY: the family says the storage holds a sockaddr_in, which it is large
+            // and aligned enough for.
+            let a =
+                unsafe { &*(addr as *const libc::sockaddr_storage).cast::<libc::sockaddr_in>() };
+            let ip = Ipv4Addr::from(u32::from_be(a.sin_addr.s_addr));
+            Some(SocketAddr::new(IpAddr::V4(ip), u16::from_be(a.sin_port)))
+        }
+        libc::AF_INET6 => {
+            // SAFETY: as above, for sockaddr_in6.
+            let a =
+                unsafe { &*(addr as *const libc::sockaddr_storage).cast::<libc::sockaddr_in6>() };
+            Some(SocketAddr::V6(SocketAddrV6::new(
+                a.sin6_addr.s6_addr.into(),
+                u16::from_be(a.sin6_port),
+                a.sin6_flowinfo,
+                a.sin6_scope_id,
+            )))
+        }
+        _ => None,
+    }
+}

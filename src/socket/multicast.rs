@@ -1,0 +1,205 @@
+//! `udp://` endpoints on [`Publisher`](super::Publisher) and
+//! [`Subscriber`](super::Subscriber): options, joining a group, and the counters.
+//!
+//! A `bind` or `connect` to `udp://GROUP:PORT` joins the group (both words mean the same
+//! thing for multicast). The publisher encodes and sends on the calling thread; the
+//! subscriber's messages arrive through its inbound ring (blocking mode) or are read by
+//! the calling thread itself ([`RecvMode::BusyPoll`](super::RecvMode::BusyPoll)). Filtering
+//! by topic prefix happens at each subscriber, since every member receives every datagram.
+
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use super::{Endpoint, Error, SocketOptions};
+use crate::io::{open_socket, Command, Context, McastRx, McastTx, Member, SocketId};
+use crate::proto::mcast::{
+    random_session_id, LossConfig, LossStats, Receiver, ReceiverConfig, ReceiverStats, Sender,
+    SenderConfig, SenderStats,
+};
+use crate::proto::subscriptions::SubscriptionTable;
+use crate::socket::UdpEndpoint;
+
+/// Default [`MulticastOptions::recv_buffer`]: 4 MiB, enough for a burst of some 3,000
+/// full datagrams while the reading thread is descheduled.
+pub const DEFAULT_RECV_BUFFER: usize = 4 << 20;
+
+/// Default linger of a publisher's partly filled datagram. A send after a quiet spell
+/// (no datagram for this long) goes out at once; during a burst, messages share
+/// datagrams for up to this long. Set 0 for a datagram per send.
+pub const DEFAULT_LINGER: std::time::Duration = std::time::Duration::from_micros(50);
+
+/// How a socket's multicast members behave. Reliable mode must be chosen on both sides
+/// ([`MulticastOptions::reliable`] sets both).
+#[derive(Debug, Clone)]
+pub struct MulticastOptions {
+    /// The publishing side: datagram size, linger, retransmit buffer, heartbeats.
+    pub sender: SenderConfig,
+    /// The receiving side: NAK timing, receive window, publisher limits.
+    pub receiver: ReceiverConfig,
+    /// Impairment of the receive path for tests and demos (default off).
+    pub loss: LossConfig,
+    /// `SO_RCVBUF` asked for (default [`DEFAULT_RECV_BUFFER`]); the kernel caps it at
+    /// `net.core.rmem_max` and volley warns on stderr when it granted less.
+    pub recv_buffer: usize,
+}
+
+impl Default for MulticastOptions {
+    fn default() -> Self {
+        MulticastOptions {
+            sender: SenderConfig {
+                linger: DEFAULT_LINGER,
+                ..SenderConfig::default()
+            },
+            receiver: ReceiverConfig::default(),
+            loss: LossConfig::default(),
+            recv_buffer: DEFAULT_RECV_BUFFER,
+        }
+    }
+}
+
+impl MulticastOptions {
+    /// These options with NAK-based reliable delivery on both sides.
+    pub fn reliable(mut self) -> Self {
+        self.sender.reliable = true;
+        self.receiver.reliable = true;
+        self
+    }
+}
+
+/// Counters of one multicast member of a publisher.
+#[derive(Debug, Clone)]
+pub struct MulticastSenderStats {
+    /// The group, as joined.
+    pub endpoint: Endpoint,
+    /// The protocol's counters: messages, datagrams, retransmissions, NAKs, heartbeats.
+    pub protocol: SenderStats,
+    /// Datagrams the kernel refused to send (a full send buffer, no route).
+    pub send_errors: u64,
+    /// Datagrams (NAKs among them) the kernel dropped before the I/O thread read them.
+    pub kernel_drops: u64,
+}
+
+/// Counters of one multicast member of a subscriber.
+#[derive(Debug, Clone)]
+pub struct MulticastReceiverStats {
+    /// The group, as joined.
+    pub endpoint: Endpoint,
+    /// The protocol's counters, per publisher: delivered, lost (exact), unrecoverable,
+    /// duplicates, NAKs; and garbage datagrams.
+    pub protocol: ReceiverStats,
+    /// Datagrams the kernel dropped before volley could read them (`SO_RXQ_OVFL`).
+    pub kernel_drops: u64,
+    /// Datagrams larger than the receive buffer, dropped.
+    pub truncated: u64,
+    /// Messages delivered by the protocol that no subscription matched.
+    pub filtered: u64,
+    /// What the loss generator did, when one is configured.
+    pub loss: Option<LossStats>,
+    /// `SO_RCVBUF` as granted by the kernel.
+    pub recv_buffer: usize,
+    /// NAKs the kernel refused to send.
+    pub send_errors: u64,
+    /// Failed reads.
+    pub recv_errors: u64,
+}
+
+fn check(result: Result<(), crate::proto::mcast::ConfigError>) -> Result<(), Error> {
+    result.map_err(|e| Error::InvalidOption(e.to_string()))
+}
+
+fn with_real_port(endpoint: &UdpEndpoint, port: u16) -> Endpoint {
+    let mut e = endpoint.clone();
+    e.port = port;
+    Endpoint::Udp(e)
+}
+
+fn register(context: &Context, id: SocketId, member: Member) -> Result<(), Error> {
+    let (reply, answer) = crossbeam_channel::bounded(1);
+    context.command(Command::AddMember { id, member, reply })?;
+    answer.recv().map_err(|_| Error::ContextGone)?
+}
+
+fn warn(warning: Option<String>) {
+    if let Some(w) = warning {
+        eprintln!("volley: warning: {w}");
+    }
+}
+
+/// Joins `endpoint` as a publishing member of socket `id`.
+pub(crate) fn join_tx(
+    context: &Context,
+    id: SocketId,
+    endpoint: &UdpEndpoint,
+    options: &SocketOptions,
+) -> Result<(Arc<Mutex<McastTx>>, Endpoint), Error> {
+    let config = options.multicast.sender.clone();
+    check(config.validate())?;
+    // A publisher reads only NAKs, but with loopback on it also hears its own data: a
+    // small buffer would overflow with that and lose the NAKs.
+    let (socket, warning) = open_socket(
+        &Endpoint::Udp(endpoint.clone()),
+        options.multicast.recv_buffer,
+    )?;
+    warn(warning);
+    let joined = with_real_port(endpoint, socket.group().port());
+    let sender = Sender::new(config, random_session_id(), Instant::now())
+        .map_err(|e| Error::InvalidOption(e.to_string()))?;
+    let tx = Arc::new(Mutex::new(McastTx::new(socket, sender, joined.clone())));
+    register(context, id, Member::Tx(tx.clone()))?;
+    Ok((tx, joined))
+}
+
+/// Joins `endpoint` as a receiving member of socket `id`, filtering with `subscriptions`.
+pub(crate) fn join_rx(
+    context: &Context,
+    id: SocketId,
+    endpoint: &UdpEndpoint,
+    options: &SocketOptions,
+    subscriptions: SubscriptionTable,
+) -> Result<(Arc<Mutex<McastRx>>, Endpoint), Error> {
+    let multicast = &options.multicast;
+    check(multicast.receiver.validate())?;
+    let (socket, warning) = open_socket(&Endpoint::Udp(endpoint.clone()), multicast.recv_buffer)?;
+    warn(warning);
+    let joined = with_real_port(endpoint, socket.group().port());
+    let receiver = Receiver::new(multicast.receiver.clone(), Instant::now())
+        .map_err(|e| Error::InvalidOption(e.to_string()))?;
+    let rx = Arc::new(Mutex::new(McastRx::new(
+        socket,
+        receiver,
+        joined.clone(),
+        &multicast.loss,
+        subscriptions,
+    )));
+    register(context, id, Member::Rx(rx.clone()))?;
+    Ok((rx, joined))
+}
+
+pub(crate) fn sender_stats(tx: &Mutex<McastTx>) -> MulticastSenderStats {
+    let tx = crate::io::lock(tx);
+    MulticastSenderStats {
+        endpoint: tx.endpoint().clone(),
+        protocol: tx.stats(),
+        send_errors: tx
+            .counters
+            .send_errors
+            .load(std::sync::atomic::Ordering::Relaxed),
+        kernel_drops: tx.socket().kernel_drops,
+    }
+}
+
+pub(crate) fn receiver_stats(rx: &Mutex<McastRx>) -> MulticastReceiverStats {
+    use std::sync::atomic::Ordering::Relaxed;
+    let rx = crate::io::lock(rx);
+    MulticastReceiverStats {
+        endpoint: rx.endpoint().clone(),
+        protocol: rx.receiver_stats(),
+        kernel_drops: rx.socket().kernel_drops,
+        truncated: rx.truncated(),
+        filtered: rx.filtered,
+        loss: rx.loss_stats(),
+        recv_buffer: rx.socket().recv_buffer,
+        send_errors: rx.counters.send_errors.load(Relaxed),
+        recv_errors: rx.counters.recv_errors.load(Relaxed),
+    }
+}

@@ -1,0 +1,341 @@
+//! Multicast pub/sub on loopback (`udp://GROUP:PORT?iface=127.0.0.1`): fan-out to several
+//! subscribers, two publishers on one group, prefix filtering, the loss generator in
+//! best-effort mode (exact loss counts) and reliable mode (everything, in order),
+//! busy-poll receive, and garbage datagrams from a raw socket.
+
+use std::collections::HashMap;
+use std::net::UdpSocket;
+use std::sync::atomic::{AtomicU16, Ordering};
+use std::time::{Duration, Instant};
+
+use volley::proto::mcast::LossConfig;
+use volley::socket::{Message, Publisher, RecvMode, SocketOptions, Subscriber};
+
+/// A group and port of its own for each test: tests run in parallel, and a port shared
+/// by two tests would mix their traffic.
+fn endpoint() -> String {
+    static NEXT: AtomicU16 = AtomicU16::new(0);
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    let port = 20_000 + (std::process::id() % 20_000) as u16 + n * 7;
+    format!(
+        "udp://239.255.{}.{}:{port}?iface=127.0.0.1",
+        n / 200,
+        1 + n % 200
+    )
+}
+
+fn options() -> SocketOptions {
+    SocketOptions {
+        queue_capacity: 100_000,
+        ..SocketOptions::default()
+    }
+}
+
+fn subscriber(endpoint: &str, prefix: &str, options: SocketOptions) -> Subscriber {
+    let mut sub = Subscriber::with_options(volley::io::Context::global().unwrap(), options)
+        .expect("subscriber");
+    sub.connect(endpoint).expect("join");
+    sub.subscribe(prefix).unwrap();
+    sub
+}
+
+fn publisher(endpoint: &str, options: SocketOptions) -> Publisher {
+    let mut publisher =
+        Publisher::with_options(volley::io::Context::global().unwrap(), options).unwrap();
+    publisher.bind(endpoint).expect("join");
+    publisher
+}
+
+#[track_caller]
+fn recv_n(sub: &mut Subscriber, n: usize) -> Vec<Message> {
+    let mut got = Vec::with_capacity(n);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while got.len() < n {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match sub
+            .recv_timeout(left.max(Duration::from_millis(1)))
+            .unwrap()
+        {
+            Some(m) => got.push(m),
+            None if Instant::now() >= deadline => {
+                panic!("received {} of {n} messages", got.len())
+            }
+            None => {}
+        }
+    }
+    got
+}
+
+#[track_caller]
+fn recv_n_or_report(sub: &mut Subscriber, n: usize, publisher: &mut Publisher) -> Vec<Message> {
+    let mut got = Vec::with_capacity(n);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while got.len() < n {
+        match sub.recv_timeout(Duration::from_millis(100)).unwrap() {
+            Some(m) => got.push(m),
+            None if Instant::now() >= deadline => {
+                panic!(
+                    "received {} of {n} messages\nreceiver {:#?}\nsender {:#?}",
+                    got.len(),
+                    sub.multicast_stats(),
+                    publisher.multicast_stats()
+                )
+            }
+            None => {}
+        }
+    }
+    got
+}
+
+fn number(m: &Message) -> u64 {
+    std::str::from_utf8(&m.frames()[1])
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+#[test]
+fn every_subscriber_gets_every_message_in_order() {
+    let ep = endpoint();
+    let mut subs = [
+        subscriber(&ep, "cpu.", options()),
+        subscriber(&ep, "cpu.", options()),
+    ];
+    let mut publisher = publisher(&ep, options());
+    let n = 2_000;
+    for i in 0..n {
+        publisher
+            .send(Message::from_parts(["cpu.load".to_string(), i.to_string()]))
+            .unwrap();
+    }
+    publisher.flush(Duration::from_secs(1));
+    for sub in &mut subs {
+        let got = recv_n(sub, n);
+        let numbers: Vec<u64> = got.iter().map(number).collect();
+        assert_eq!(numbers, (0..n as u64).collect::<Vec<_>>());
+        let stats = &sub.multicast_stats()[0];
+        let total = stats.protocol.total();
+        assert_eq!(total.delivered_messages, n as u64);
+        assert_eq!(total.lost_messages, 0);
+        assert_eq!(stats.kernel_drops, 0);
+    }
+    let sent = &publisher.multicast_stats()[0];
+    assert_eq!(sent.protocol.messages, n as u64);
+    assert!(
+        sent.protocol.datagrams < n as u64,
+        "small messages are packed: {} datagrams for {n} messages",
+        sent.protocol.datagrams
+    );
+}
+
+#[test]
+fn prefixes_filter_at_the_subscriber() {
+    let ep = endpoint();
+    let mut cpu = subscriber(&ep, "cpu.", options());
+    let mut mem = subscriber(&ep, "mem.", options());
+    let mut publisher = publisher(&ep, options());
+    for i in 0..100 {
+        let topic = if i % 2 == 0 { "cpu.load" } else { "mem.free" };
+        publisher
+            .send(Message::from_parts([topic.to_string(), i.to_string()]))
+            .unwrap();
+    }
+    publisher.flush(Duration::from_secs(1));
+    let got = recv_n(&mut cpu, 50);
+    assert!(got.iter().all(|m| m.topic() == b"cpu.load"));
+    let got = recv_n(&mut mem, 50);
+    assert!(got.iter().all(|m| m.topic() == b"mem.free"));
+    assert!(cpu
+        .recv_timeout(Duration::from_millis(50))
+        .unwrap()
+        .is_none());
+    assert_eq!(cpu.multicast_stats()[0].filtered, 50);
+}
+
+#[test]
+fn two_publishers_on_one_group_are_told_apart() {
+    let ep = endpoint();
+    let mut sub = subscriber(&ep, "", options());
+    let mut a = publisher(&ep, options());
+    let mut b = publisher(&ep, options());
+    for i in 0..500 {
+        a.send(Message::from_parts(["a".to_string(), i.to_string()]))
+            .unwrap();
+        b.send(Message::from_parts(["b".to_string(), i.to_string()]))
+            .unwrap();
+    }
+    a.flush(Duration::from_secs(1));
+    b.flush(Duration::from_secs(1));
+    let got = recv_n(&mut sub, 1000);
+    let mut per_topic: HashMap<Vec<u8>, Vec<u64>> = HashMap::new();
+    for m in &got {
+        per_topic
+            .entry(m.topic().to_vec())
+            .or_default()
+            .push(number(m));
+    }
+    for topic in [&b"a"[..], b"b"] {
+        assert_eq!(
+            per_topic[topic],
+            (0..500).collect::<Vec<u64>>(),
+            "{topic:?}"
+        );
+    }
+    assert_eq!(sub.multicast_stats()[0].protocol.publishers.len(), 2);
+}
+
+#[test]
+fn best_effort_counts_every_lost_message_exactly() {
+    let ep = endpoint();
+    let mut lossy = options();
+    // Every 7th datagram dropped, starting with the 4th: the first arrives, so the
+    // subscriber's start is the publisher's start.
+    lossy.multicast.loss = LossConfig {
+        pattern: (0..7).map(|i| i == 3).collect(),
+        ..LossConfig::default()
+    };
+    let mut sub = subscriber(&ep, "", lossy);
+    let mut small = options();
+    small.multicast.sender.max_datagram_size = 200; // a few messages per datagram
+    let mut publisher = publisher(&ep, small);
+    let n = 3_000u64;
+    for i in 0..n {
+        publisher
+            .send(Message::from_parts(["t".to_string(), i.to_string()]))
+            .unwrap();
+    }
+    publisher.flush(Duration::from_secs(1));
+    // The last datagrams' loss is noticed from the next heartbeat.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut delivered = Vec::new();
+    loop {
+        while let Some(m) = sub.recv_timeout(Duration::from_millis(20)).unwrap() {
+            delivered.push(number(&m));
+        }
+        let total = sub.multicast_stats()[0].protocol.total();
+        if total.delivered_messages + total.lost_messages == n || Instant::now() > deadline {
+            break;
+        }
+    }
+    let stats = &sub.multicast_stats()[0];
+    let total = stats.protocol.total();
+    assert!(total.lost_messages > 0, "the generator dropped nothing");
+    assert_eq!(delivered.len() as u64, total.delivered_messages);
+    assert_eq!(
+        total.delivered_messages + total.lost_messages,
+        n,
+        "{total:?}"
+    );
+    assert!(delivered.windows(2).all(|w| w[0] < w[1]), "out of order");
+    assert!(stats.loss.as_ref().unwrap().dropped > 0);
+}
+
+#[test]
+fn reliable_mode_repairs_injected_loss_in_order() {
+    let ep = endpoint();
+    let mut lossy = options().clone();
+    lossy.multicast = lossy.multicast.reliable();
+    lossy.multicast.loss = LossConfig::drop_rate(0.10, 7);
+    lossy.multicast.loss.pattern = vec![false; 1]; // keep the rate; the pattern never drops
+    let mut clean = options();
+    clean.multicast = clean.multicast.reliable();
+    let mut lossy_sub = subscriber(&ep, "", lossy);
+    let mut clean_sub = subscriber(&ep, "", clean.clone());
+    // Make sure the first datagram reaches the lossy subscriber: it starts there.
+    let mut publisher = publisher(&ep, clean);
+    publisher.send(Message::from_parts(["t", "start"])).unwrap();
+    publisher.flush(Duration::from_secs(1));
+    let first = recv_n(&mut lossy_sub, 1);
+    let _ = recv_n(&mut clean_sub, 1);
+    assert_eq!(first[0].frames()[1].as_ref(), b"start");
+    let n = 5_000u64;
+    for i in 0..n {
+        publisher
+            .send(Message::from_parts(["t".to_string(), i.to_string()]))
+            .unwrap();
+        if i % 500 == 0 {
+            // Let the publisher's I/O thread answer NAKs between bursts.
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+    publisher.flush(Duration::from_secs(1));
+    for sub in [&mut lossy_sub, &mut clean_sub] {
+        let got: Vec<u64> = recv_n_or_report(sub, n as usize, &mut publisher)
+            .iter()
+            .map(number)
+            .collect();
+        assert_eq!(got, (0..n).collect::<Vec<_>>());
+    }
+    let stats = &lossy_sub.multicast_stats()[0];
+    let total = stats.protocol.total();
+    assert!(stats.loss.as_ref().unwrap().dropped > 0);
+    assert!(total.naks_sent > 0, "{total:?}");
+    assert_eq!(total.lost_messages, 0);
+    assert!(publisher.multicast_stats()[0].protocol.retransmits > 0);
+}
+
+#[test]
+fn busy_poll_reads_the_group_on_the_receiving_thread() {
+    let ep = endpoint();
+    let mut busy = options();
+    busy.recv_mode = RecvMode::BusyPoll;
+    let mut sub = subscriber(&ep, "", busy);
+    let mut publisher = publisher(&ep, options());
+    let echo = std::thread::spawn(move || {
+        // Ping-pong: each message is sent only after the last one arrived.
+        let mut got = Vec::new();
+        for _ in 0..200 {
+            let m = sub
+                .recv_timeout(Duration::from_secs(5))
+                .unwrap()
+                .expect("message");
+            got.push(number(&m));
+        }
+        got
+    });
+    for i in 0..200 {
+        publisher
+            .send(Message::from_parts(["t".to_string(), i.to_string()]))
+            .unwrap();
+        std::thread::sleep(Duration::from_micros(200));
+    }
+    assert_eq!(echo.join().unwrap(), (0..200).collect::<Vec<_>>());
+}
+
+#[test]
+fn garbage_datagrams_are_counted_and_ignored() {
+    let ep = endpoint();
+    let mut sub = subscriber(&ep, "", options());
+    let group = ep
+        .trim_start_matches("udp://")
+        .split('?')
+        .next()
+        .unwrap()
+        .to_string();
+    let raw = UdpSocket::bind("127.0.0.1:0").unwrap();
+    raw.set_multicast_loop_v4(true).unwrap();
+    let junk: [&[u8]; 4] = [b"", b"hello", &[0xff; 64], &[0u8; 1500]];
+    for j in junk {
+        raw.send_to(j, &group).unwrap();
+    }
+    let mut publisher = publisher(&ep, options());
+    publisher.send(Message::from_parts(["t", "0"])).unwrap();
+    publisher.flush(Duration::from_secs(1));
+    let got = recv_n(&mut sub, 1);
+    assert_eq!(number(&got[0]), 0);
+    let stats = &sub.multicast_stats()[0];
+    assert!(
+        stats.protocol.garbage_datagrams >= 3,
+        "garbage counted: {:?}",
+        stats.protocol
+    );
+}
+
+#[test]
+fn bad_udp_endpoints_are_refused_with_a_reason() {
+    let mut sub = Subscriber::new().unwrap();
+    for bad in ["udp://10.1.2.3:5000", "udp://239.1.2.3:5?ttl=999"] {
+        let err = sub.connect(bad).unwrap_err();
+        assert!(err.to_string().contains("endpoint"), "{err}");
+    }
+}
