@@ -102,6 +102,10 @@ struct ContextInner {
     /// Set by a user thread that queued messages; cleared by the I/O thread just before
     /// it looks at every outbound ring.
     kicked: Arc<AtomicBool>,
+    /// Set while the I/O thread polls without sleeping (a busy-polling subscriber is
+    /// open): a kick then needs no system call, the thread looks at `kicked` within a
+    /// loop iteration.
+    spinning: Arc<AtomicBool>,
     next_socket: AtomicU64,
     thread: Mutex<Option<JoinHandle<()>>>,
 }
@@ -116,7 +120,8 @@ impl Context {
         let (commands, receiver): (Sender<Command>, Receiver<Command>) =
             crossbeam_channel::unbounded();
         let kicked = Arc::new(AtomicBool::new(false));
-        let reactor = reactor::Reactor::new(poll, receiver, kicked.clone());
+        let spinning = Arc::new(AtomicBool::new(false));
+        let reactor = reactor::Reactor::new(poll, receiver, kicked.clone(), spinning.clone());
         let thread = std::thread::Builder::new()
             .name("volley-io".into())
             .spawn(move || reactor.run())?;
@@ -125,6 +130,7 @@ impl Context {
                 commands,
                 waker,
                 kicked,
+                spinning,
                 next_socket: AtomicU64::new(1),
                 thread: Mutex::new(Some(thread)),
             }),
@@ -158,9 +164,16 @@ impl Context {
     /// after the I/O thread last looked costs a system call: the swap is an RMW, and the
     /// I/O thread clears the flag (also an RMW) before it drains, so a message pushed
     /// after its drain began is always followed by a fresh wake-up.
+    ///
+    /// While the I/O thread spins, no wake-up is needed. The order matters: the flag is
+    /// set before `spinning` is read, and the I/O thread clears `spinning` before it reads
+    /// the flag (all SeqCst), so a kick that skipped the wake-up is seen by the thread's
+    /// next look at the flag.
     #[inline]
     pub(crate) fn kick(&self) {
-        if !self.inner.kicked.swap(true, Ordering::AcqRel) {
+        if !self.inner.kicked.swap(true, Ordering::SeqCst)
+            && !self.inner.spinning.load(Ordering::SeqCst)
+        {
             let _ = self.inner.waker.wake();
         }
     }

@@ -4,7 +4,7 @@ use std::collections::HashMap;
 use std::io::{self, Read};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use crossbeam_channel::{Receiver, TryRecvError};
@@ -97,6 +97,11 @@ pub(crate) struct Reactor {
     poll: Poll,
     commands: Receiver<Command>,
     kicked: Arc<AtomicBool>,
+    spinning: Arc<AtomicBool>,
+    /// Open sockets in `RecvMode::BusyPoll`: while there are any, the loop polls without
+    /// sleeping, so a message crosses this thread without a wake-up (a futex or eventfd
+    /// round trip costs more than the rest of the hop).
+    busy_sockets: usize,
     sockets: HashMap<SocketId, SocketEntry>,
     listeners: HashMap<Token, (SocketId, Listener)>,
     conns: HashMap<Token, Conn>,
@@ -112,11 +117,18 @@ pub(crate) struct Reactor {
 }
 
 impl Reactor {
-    pub(crate) fn new(poll: Poll, commands: Receiver<Command>, kicked: Arc<AtomicBool>) -> Self {
+    pub(crate) fn new(
+        poll: Poll,
+        commands: Receiver<Command>,
+        kicked: Arc<AtomicBool>,
+        spinning: Arc<AtomicBool>,
+    ) -> Self {
         Reactor {
             poll,
             commands,
             kicked,
+            spinning,
+            busy_sockets: 0,
             sockets: HashMap::new(),
             listeners: HashMap::new(),
             conns: HashMap::new(),
@@ -133,9 +145,12 @@ impl Reactor {
     pub(crate) fn run(mut self) {
         let mut events = Events::with_capacity(1024);
         loop {
-            let timeout = self
-                .next_deadline()
-                .map(|d| d.saturating_duration_since(Instant::now()));
+            let deadline = self.next_deadline();
+            let timeout = if self.busy_sockets > 0 {
+                Some(Duration::ZERO)
+            } else {
+                deadline.map(|d| d.saturating_duration_since(Instant::now()))
+            };
             if let Err(e) = self.poll.poll(&mut events, timeout) {
                 if e.kind() == io::ErrorKind::Interrupted {
                     continue;
@@ -163,10 +178,16 @@ impl Reactor {
             if !self.handle_commands(now) {
                 return;
             }
-            if self.kicked.swap(false, Ordering::AcqRel) {
+            let kicked = self.kicked.swap(false, Ordering::SeqCst);
+            if kicked {
                 self.service_all_outbound(now);
             }
             self.handle_timers(now);
+            if self.busy_sockets > 0 && events.is_empty() && !kicked {
+                // Spinning, with nothing to do: let the other threads of a small machine
+                // (the busy-polling application threads among them) have the core.
+                std::thread::yield_now();
+            }
         }
     }
 
@@ -212,6 +233,10 @@ impl Reactor {
                     options,
                     shared,
                 } => {
+                    if options.recv_mode == crate::socket::RecvMode::BusyPoll {
+                        self.busy_sockets += 1;
+                        self.spinning.store(true, Ordering::SeqCst);
+                    }
                     self.sockets.insert(
                         id,
                         SocketEntry {
@@ -740,7 +765,15 @@ impl Reactor {
                 let _ = self.poll.registry().deregister(&mut SourceFd(&fd));
             }
         }
-        self.sockets.remove(&id);
+        if let Some(entry) = self.sockets.remove(&id) {
+            if entry.options.recv_mode == crate::socket::RecvMode::BusyPoll {
+                self.busy_sockets -= 1;
+                if self.busy_sockets == 0 {
+                    // Before this loop iteration reads `kicked` (see Context::kick).
+                    self.spinning.store(false, Ordering::SeqCst);
+                }
+            }
+        }
     }
 }
 

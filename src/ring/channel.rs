@@ -614,6 +614,10 @@ impl<T: ItemSize> Consumer<T> {
 
     /// Like [`pop`](Self::pop), giving up after `timeout`.
     pub fn pop_timeout(&mut self, timeout: Duration) -> Result<T, PopTimeoutError> {
+        // An item already waiting needs no deadline: skip the clock read.
+        if let Ok(item) = self.try_pop() {
+            return Ok(item);
+        }
         let deadline = Instant::now() + timeout;
         loop {
             match self.try_pop() {
