@@ -587,6 +587,23 @@ impl Client {
         self.push(Unit::Inline(line))
     }
 
+    /// Sends a line formatted elsewhere, as it is (no prefix, no default tags), once
+    /// [`check_line`](super::check_line) accepts it for the client's flavour.
+    pub fn send_line(&self, line: &str) -> Result<(), MetricError> {
+        if let Err(e) = super::check_line(line.as_bytes(), self.flavour()) {
+            return Err(self.invalid(MetricError::BadLine(e)));
+        }
+        let mut inline = InlineLine::new();
+        inline.put(line.as_bytes());
+        if inline.overflowed() {
+            return self.spill(|o| {
+                o.put(line.as_bytes());
+                Ok(())
+            });
+        }
+        self.push(Unit::Inline(inline))
+    }
+
     /// Sends everything queued so far and waits until it is handed to the socket (or the
     /// sender has stopped: [`MetricError::Closed`]).
     pub fn flush(&self) -> Result<(), MetricError> {

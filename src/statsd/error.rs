@@ -5,7 +5,7 @@
 use std::fmt;
 use std::io;
 
-use super::Flavour;
+use super::{Flavour, LineError};
 
 /// Which part of a metric a validation error is about.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -77,6 +77,9 @@ pub enum MetricError {
     Timeout,
     /// The background sender is gone (the client is shutting down).
     Closed,
+    /// A pre-formatted line given to [`Client::send_line`](super::Client::send_line) is
+    /// malformed or not expressible in the client's flavour.
+    BadLine(LineError),
 }
 
 impl fmt::Display for MetricError {
@@ -101,6 +104,7 @@ impl fmt::Display for MetricError {
                 f.write_str("metric dropped: queue stayed full (Block timeout)")
             }
             MetricError::Closed => f.write_str("metric dropped: client closed"),
+            MetricError::BadLine(e) => write!(f, "bad line: {e}"),
         }
     }
 }

@@ -119,6 +119,11 @@ impl<'a> Metric<'a> {
         Metric::new(name, Value::Set(member))
     }
 
+    /// The metric's name (without the client's prefix).
+    pub fn name(&self) -> &'a str {
+        self.name
+    }
+
     /// Tags of this metric, sent after the client's default tags.
     pub fn tags(mut self, tags: &'a [Tag<'a>]) -> Self {
         self.tags = tags;
