@@ -20,6 +20,9 @@ use crate::ring::{
 
 /// What the ring carries: one formatted unit (a line, or the two lines of a negative
 /// gauge set). Almost always inline; a line longer than the slot is boxed.
+// The inline variant is the point: the ring's slots hold the bytes, so the hot path
+// never allocates.
+#[allow(clippy::large_enum_variant)]
 pub(crate) enum Unit {
     Inline(InlineLine),
     Spilled(Box<[u8]>),

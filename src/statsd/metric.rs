@@ -52,8 +52,8 @@ impl Value<'_> {
 /// # let _ = m;
 /// ```
 ///
-/// The client's shorthands ([`count`](super::Client::count), [`gauge`]
-/// (super::Client::gauge), ...) cover the untagged cases.
+/// The client's shorthands ([`count`](super::Client::count),
+/// [`gauge`](super::Client::gauge), ...) cover the untagged cases.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Metric<'a> {
     pub(crate) name: &'a str,
