@@ -66,7 +66,11 @@ fn send_all(client: &Client, round: u64) {
             client.histogram("h", 1.25).unwrap();
             client.distribution("d", 2.5).unwrap();
             client
-                .send(Metric::distribution("d", 1.0).tags(&tags).container_id("c1"))
+                .send(
+                    Metric::distribution("d", 1.0)
+                        .tags(&tags)
+                        .container_id("c1"),
+                )
                 .unwrap();
         }
         _ => client.gauge_delta("queue", -1.0).unwrap(),
@@ -99,18 +103,25 @@ fn zero_allocations_per_metric_once_warm() {
         let during = allocations() - before;
         let stats = client.stats();
         assert_eq!(
-            during, 0,
+            during,
+            0,
             "{flavour:?}: {during} allocations for {} metric calls",
             rounds * 11
         );
-        assert_eq!(stats.dropped, 0, "{flavour:?}: the queue must have taken them all");
+        assert_eq!(
+            stats.dropped, 0,
+            "{flavour:?}: the queue must have taken them all"
+        );
         assert!(stats.accepted >= rounds * 9);
         // The counter does see allocations on this thread: a line longer than a queue
         // slot is boxed (and counted as spilled).
         let long = "x".repeat(400);
         let before = allocations();
         client.count(&long, 1).unwrap();
-        assert!(allocations() > before, "{flavour:?}: the spill must be seen");
+        assert!(
+            allocations() > before,
+            "{flavour:?}: the spill must be seen"
+        );
         assert_eq!(client.stats().spilled, 1);
     }
 }

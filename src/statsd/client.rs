@@ -285,8 +285,13 @@ fn parse_target(server: &str) -> Result<Target, BuildError> {
         return Ok(Target::Unix(PathBuf::from(path)));
     }
     let hostport = server.strip_prefix("udp://").unwrap_or(server);
-    if !server.starts_with("udp://") && (hostport.contains('/') || !hostport.contains(':')) {
+    if !server.starts_with("udp://") && hostport.contains('/') {
         return Ok(Target::Unix(PathBuf::from(server)));
+    }
+    if !hostport.contains(':') {
+        return Err(BuildError::Address(format!(
+            "{server}: expected HOST:PORT, unix://PATH or a path with a '/'"
+        )));
     }
     let addrs: Vec<SocketAddr> = hostport
         .to_socket_addrs()
@@ -373,9 +378,12 @@ fn sampled_in(rate: u64) -> bool {
     RNG.with(|cell| {
         let mut x = cell.get();
         if x == 0 {
+            // Per-thread seed: a stack address (differs per thread) and the clock.
             let stack = &x as *const u64 as u64;
-            let time = Instant::now().elapsed().as_nanos() as u64;
-            x = (stack ^ time.rotate_left(32) ^ 0x9E37_79B9_7F4A_7C15) | 1;
+            let time = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos() as u64);
+            x = (stack.rotate_left(29) ^ time ^ 0x9E37_79B9_7F4A_7C15) | 1;
         }
         x ^= x >> 12;
         x ^= x << 25;
