@@ -162,21 +162,42 @@ pub fn demo() -> Result<(), String> {
     println!("\n== statsd: a client sending to a UDP socket on loopback that plays the daemon");
     let daemon = UdpSocket::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
     daemon
-        .set_read_timeout(Some(Duration::from_millis(100)))
+        .set_read_timeout(Some(Duration::from_millis(20)))
         .map_err(|e| e.to_string())?;
     let addr = daemon.local_addr().map_err(|e| e.to_string())?.to_string();
-    let receive = |daemon: &UdpSocket| {
-        let mut lines = Vec::new();
+    // The "daemon" reads all the time, as a real one does, so its socket buffer does not
+    // overflow during the burst.
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let stop_reader = stop.clone();
+    let reader = std::thread::spawn(move || {
         let mut buf = vec![0u8; 65_536];
-        while let Ok(n) = daemon.recv(&mut buf) {
-            let text = String::from_utf8_lossy(&buf[..n]).into_owned();
-            lines.extend(text.split('\n').map(str::to_string));
+        while !stop_reader.load(std::sync::atomic::Ordering::Relaxed) {
+            if let Ok(n) = daemon.recv(&mut buf) {
+                for line in String::from_utf8_lossy(&buf[..n]).split('\n') {
+                    let _ = tx.send(line.to_string());
+                }
+            }
+        }
+    });
+    let receive = || {
+        let mut lines = Vec::new();
+        while let Ok(line) = rx.recv_timeout(Duration::from_millis(200)) {
+            lines.push(line);
         }
         lines
     };
+    let result = demo_parts(&addr, receive);
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let _ = reader.join();
+    result
+}
 
+/// The three demo steps; `receive` returns the lines that arrived until the daemon has
+/// been quiet for 200 ms.
+fn demo_parts(addr: &str, receive: impl Fn() -> Vec<String>) -> Result<(), String> {
     // 1. Every type, exact lines.
-    let client = Client::builder(&addr)
+    let client = Client::builder(addr)
         .prefix("demo")
         .flush_interval(Duration::from_secs(60))
         .build()
@@ -190,7 +211,7 @@ pub fn demo() -> Result<(), String> {
     check(client.send(Metric::count("tagged", 1).tags(&[("route", "/a")])))?;
     let refused = client.distribution("not.in.etsy", 1.0);
     check(client.flush())?;
-    let lines = receive(&daemon);
+    let lines = receive();
     let expected = [
         "demo.requests:3|c",
         "demo.queue:0|g",
@@ -217,7 +238,7 @@ pub fn demo() -> Result<(), String> {
     }
 
     // 2. A burst into a small queue: every metric is sent or counted as dropped.
-    let client = Client::builder(&addr)
+    let client = Client::builder(addr)
         .queue_capacity(64)
         .build()
         .map_err(|e| e.to_string())?;
@@ -232,7 +253,7 @@ pub fn demo() -> Result<(), String> {
     let elapsed = start.elapsed();
     check(client.flush())?;
     let s = client.stats();
-    let received = receive(&daemon).len() as u64;
+    let received = receive().len() as u64;
     println!(
         "  burst of {burst} counters, queue 64: {:.0} ns/metric on the caller, accepted {}, dropped {} (counted), sent {} lines in {} datagrams, received {received}",
         elapsed.as_nanos() as f64 / burst as f64,
@@ -260,7 +281,8 @@ pub fn demo() -> Result<(), String> {
     }
 
     // 3. Aggregation: 10,000 increments become one line.
-    let client = Client::builder(&addr)
+    let client = Client::builder(addr)
+        .queue_capacity(16_384)
         .aggregate(true)
         .flush_interval(Duration::from_secs(60))
         .build()
@@ -269,7 +291,7 @@ pub fn demo() -> Result<(), String> {
         check(client.incr("aggregated"))?;
     }
     check(client.flush())?;
-    let lines = receive(&daemon);
+    let lines = receive();
     let s = client.stats();
     println!(
         "  aggregation: 10000 increments sent as {lines:?} ({} datagram)",
