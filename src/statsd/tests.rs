@@ -462,3 +462,24 @@ fn every_line_we_format_parses_back_and_passes_its_flavour_check() {
         }
     }
 }
+
+#[test]
+fn inline_line_holds_exactly_its_capacity() {
+    use super::format::Out;
+    let mut l = InlineLine::new();
+    l.put(&[b'a'; INLINE_CAPACITY - 1]);
+    l.put_byte(b'b');
+    assert!(!l.overflowed());
+    assert_eq!(l.as_bytes().len(), INLINE_CAPACITY);
+    assert_eq!(l.as_bytes()[INLINE_CAPACITY - 1], b'b');
+    l.put_byte(b'c');
+    assert!(l.overflowed());
+    assert!(l.as_bytes().is_empty());
+    l.put(b"");
+    l.put_byte(b'd');
+    assert!(l.overflowed(), "once overflowed, stays overflowed");
+    let mut m = InlineLine::new();
+    m.put(&[b'x'; 200]);
+    m.put(&[b'y'; 47]);
+    assert!(m.overflowed());
+}
