@@ -483,3 +483,11 @@ fn inline_line_holds_exactly_its_capacity() {
     m.put(&[b'y'; 47]);
     assert!(m.overflowed());
 }
+
+#[test]
+fn a_queue_slot_is_256_bytes_and_the_client_is_shareable() {
+    // The ring slot is the unit plus an 8-byte stamp: keep it at 256 bytes.
+    assert_eq!(std::mem::size_of::<super::client::Unit>(), 248);
+    fn shareable<T: Send + Sync + Clone>() {}
+    shareable::<Client>();
+}
