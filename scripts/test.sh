@@ -22,6 +22,9 @@ cargo clippy --all-targets -- -D warnings
 step "interop peers: pyzmq and standardwebhooks in a venv under target/"
 bash scripts/setup-python.sh
 
+step "interop peer: the Etsy statsd daemon (npm) under target/statsd"
+bash scripts/setup-statsd.sh
+
 step "unit, model, fuzz-smoke, integration and pyzmq interop tests"
 VOLLEY_REQUIRE_INTEROP=1 cargo test
 

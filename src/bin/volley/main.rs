@@ -7,6 +7,7 @@ use clap::{Parser, Subcommand};
 
 mod demo;
 mod pubsub;
+mod statsd;
 
 /// volley: brokerless pub/sub for low-latency telemetry.
 #[derive(Debug, Parser)]
@@ -24,6 +25,8 @@ enum Command {
     Pub(pubsub::PubArgs),
     /// Subscribe to topic prefixes and print `TOPIC<TAB>PAYLOAD` per message.
     Sub(pubsub::SubArgs),
+    /// Send metrics to a StatsD daemon (raw lines or --count/--gauge/... flags).
+    Statsd(statsd::StatsdArgs),
 }
 
 fn main() -> ExitCode {
@@ -32,6 +35,7 @@ fn main() -> ExitCode {
         Command::Demo(args) => demo::run(&args),
         Command::Pub(args) => pubsub::publish(&args),
         Command::Sub(args) => pubsub::subscribe(&args),
+        Command::Statsd(args) => statsd::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
