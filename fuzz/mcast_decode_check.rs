@@ -73,7 +73,10 @@ fn decode_raw(datagram: &[u8]) {
                 assert_eq!(total, payload.len());
             } else {
                 let fragment = data.fragment.expect("unpacked DATA has a fragment header");
-                assert!(u64::from(fragment.offset) + payload.len() as u64 <= u64::from(fragment.total_len));
+                assert!(
+                    u64::from(fragment.offset) + payload.len() as u64
+                        <= u64::from(fragment.total_len)
+                );
                 assert!(!payload.is_empty());
             }
         }
@@ -125,7 +128,9 @@ fn drive(mode: u8, datagrams: &[&[u8]]) {
     let mut buf = vec![0u8; 256];
 
     let mut real_traffic = |sender: &mut Sender, receiver: &mut Receiver, now: Instant| {
-        sender.send_message(&[&b"topic"[..], b"payload"], now).unwrap();
+        sender
+            .send_message(&[&b"topic"[..], b"payload"], now)
+            .unwrap();
         sender.send_message(&[vec![7u8; 600]], now).unwrap();
         while let Some(len) = sender.poll_transmit(now, &mut buf) {
             receiver.handle_datagram(now, &buf[..len], from);
@@ -161,7 +166,10 @@ fn drive(mode: u8, datagrams: &[&[u8]]) {
 }
 
 fn settle(receiver: &mut Receiver, now: Instant) {
-    if receiver.poll_timeout().is_some_and(|deadline| deadline <= now) {
+    if receiver
+        .poll_timeout()
+        .is_some_and(|deadline| deadline <= now)
+    {
         receiver.handle_timeout(now);
     }
     while receiver.poll_message().is_some() {}
