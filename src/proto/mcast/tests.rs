@@ -1098,3 +1098,145 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn a_reliable_receiver_does_not_nak_a_best_effort_publisher() {
+    let mut sim = Sim::new(vec![SenderConfig::default()], vec![reliable_receiver()]);
+    sim.link.filter = Some(Box::new(
+        |_, frame| matches!(frame, Frame::Data(d, _) if d.seq == 4),
+    ));
+    sim.schedule(
+        0,
+        Duration::from_millis(1),
+        Duration::from_micros(50),
+        10,
+        1,
+        |_| 10,
+    );
+    sim.run_until(Duration::from_millis(30));
+    let stats = sim.stats(0, 0);
+    assert_eq!(stats.naks_sent, 0);
+    assert_eq!(sim.check_accounting(), (9, 1));
+}
+
+#[test]
+fn naks_end_after_max_attempts_when_no_repair_comes() {
+    let receiver = ReceiverConfig {
+        nak_max_attempts: 3,
+        ..reliable_receiver()
+    };
+    let mut sim = Sim::new(vec![reliable_sender()], vec![receiver]);
+    // Datagram 4 and every repair of it are lost; the trail never passes it (large
+    // buffer), so only the attempt limit ends the wait.
+    sim.link.filter = Some(Box::new(
+        |_, frame| matches!(frame, Frame::Data(d, _) if d.seq == 4),
+    ));
+    sim.schedule(
+        0,
+        Duration::from_millis(1),
+        Duration::from_micros(50),
+        10,
+        1,
+        |_| 10,
+    );
+    sim.run_until(Duration::from_millis(100));
+    let stats = sim.stats(0, 0);
+    assert_eq!((stats.naks_sent, stats.nak_exhausted_datagrams), (3, 1));
+    assert_eq!(sim.publishers[0].sender.stats().retransmits, 3);
+    assert_eq!(sim.check_accounting(), (9, 1));
+}
+
+#[test]
+fn a_datagram_beyond_the_receive_window_gives_up_the_oldest_gap() {
+    let receiver = ReceiverConfig {
+        receive_window: 8,
+        nak_delay_min: Duration::from_millis(50),
+        nak_delay_max: Duration::from_millis(50),
+        ..reliable_receiver()
+    };
+    let mut sim = Sim::new(vec![reliable_sender()], vec![receiver]);
+    sim.link.filter = Some(Box::new(
+        |_, frame| matches!(frame, Frame::Data(d, _) if d.seq == 2),
+    ));
+    sim.schedule(
+        0,
+        Duration::from_millis(1),
+        Duration::from_micros(50),
+        20,
+        1,
+        |_| 10,
+    );
+    sim.run_until(Duration::from_millis(5));
+    // Datagram 10 needed the slot: 2 was given up before its NAK was due.
+    let stats = sim.stats(0, 0);
+    assert_eq!((stats.overrun_datagrams, stats.naks_sent), (1, 0));
+    assert_eq!(sim.delivered(0, 0).len(), 19);
+    assert_eq!(sim.check_accounting(), (19, 1));
+}
+
+#[test]
+fn the_loss_generator_in_the_receive_path_keeps_the_accounting_exact() {
+    // How the I/O layer uses it: socket → LossGenerator → Receiver.
+    let start = Instant::now();
+    let mut sender = Sender::new(SenderConfig::default(), 77, start).unwrap();
+    let mut receiver = Receiver::new(ReceiverConfig::default(), start).unwrap();
+    let mut impairment = LossGenerator::new(LossConfig {
+        drop_rate: 0.1,
+        pattern: vec![false; 9].into_iter().chain([true]).collect(),
+        reorder_rate: 0.05,
+        reorder_delay: Duration::from_micros(200),
+        duplicate_rate: 0.05,
+        seed: 9,
+    });
+    let from = addr(1, 1);
+    let mut buf = vec![0u8; 1400];
+    let mut now = start;
+    let mut delivered = 0u64;
+    let mut feed = |impairment: &mut LossGenerator<Bytes>, receiver: &mut Receiver, now| {
+        while let Some(datagram) = impairment.pop(now) {
+            receiver.handle_datagram_bytes(now, datagram, from);
+        }
+        while receiver.poll_message().is_some() {
+            delivered += 1;
+        }
+    };
+    for n in 0..5000u64 {
+        now += Duration::from_micros(10);
+        sender
+            .send_message(&message_for(0, n, mixed_size(n)), now)
+            .unwrap();
+        if n == 0 {
+            // Receivers join at message 0 (the announcing heartbeat passes unimpaired).
+            while let Some(len) = sender.poll_transmit(now, &mut buf) {
+                receiver.handle_datagram(now, &buf[..len], from);
+            }
+            continue;
+        }
+        while let Some(len) = sender.poll_transmit(now, &mut buf) {
+            impairment.push(now, Bytes::copy_from_slice(&buf[..len]));
+        }
+        feed(&mut impairment, &mut receiver, now);
+    }
+    // Idle: heartbeats (some lost too) reveal the tail.
+    for _ in 0..2000 {
+        now += Duration::from_millis(1);
+        while let Some(len) = sender.poll_transmit(now, &mut buf) {
+            impairment.push(now, Bytes::copy_from_slice(&buf[..len]));
+        }
+        feed(&mut impairment, &mut receiver, now);
+        receiver.handle_timeout(now);
+    }
+    let stats = receiver.stats().total();
+    let loss = impairment.stats();
+    assert!(
+        loss.dropped > 500 && loss.reordered > 0 && loss.duplicated > 0,
+        "{loss:?}"
+    );
+    assert_eq!(stats.delivered_messages, delivered);
+    assert!(stats.lost_messages > 0);
+    assert_eq!(
+        stats.delivered_messages + stats.lost_messages,
+        5000,
+        "{stats:?}"
+    );
+}
