@@ -82,7 +82,7 @@ fn baseline(c: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTi
     let mut out: Vec<Vec<Bytes>> = Vec::with_capacity(BATCH);
     c.bench_function("baseline_length_prefix", |b| {
         b.iter(|| {
-            let mut unpack = |datagram: &[u8], out: &mut Vec<Vec<Bytes>>| {
+            let unpack = |datagram: &[u8], out: &mut Vec<Vec<Bytes>>| {
                 let bytes = Bytes::copy_from_slice(datagram);
                 let mut at = 0;
                 while at < bytes.len() {
