@@ -1240,3 +1240,42 @@ fn the_loss_generator_in_the_receive_path_keeps_the_accounting_exact() {
         "{stats:?}"
     );
 }
+
+#[test]
+fn in_order_traffic_arms_no_timer_but_the_retirement() {
+    let start = Instant::now();
+    for reliable in [false, true] {
+        let mut sender = Sender::new(
+            SenderConfig {
+                reliable,
+                ..SenderConfig::default()
+            },
+            1,
+            start,
+        )
+        .unwrap();
+        let mut receiver = Receiver::new(
+            ReceiverConfig {
+                reliable,
+                ..ReceiverConfig::default()
+            },
+            start,
+        )
+        .unwrap();
+        let mut buf = vec![0u8; 1400];
+        let mut now = start;
+        for n in 0..100 {
+            now += Duration::from_micros(10);
+            sender.send_message(&message_for(0, n, 3000), now).unwrap();
+            while let Some(len) = sender.poll_transmit(now, &mut buf) {
+                receiver.handle_datagram(now, &buf[..len], addr(1, 1));
+            }
+        }
+        assert_eq!(
+            receiver.poll_timeout(),
+            Some(now + ReceiverConfig::default().publisher_timeout),
+            "reliable: {reliable}"
+        );
+        assert_eq!(receiver.stats().total().delivered_messages, 100);
+    }
+}
