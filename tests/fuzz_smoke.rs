@@ -7,6 +7,11 @@ mod zmtp {
     include!("../fuzz/zmtp_decode_check.rs");
 }
 
+#[allow(dead_code)]
+mod mcast {
+    include!("../fuzz/mcast_decode_check.rs");
+}
+
 fn seeds(target: &str) -> Vec<Vec<u8>> {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("fuzz/seeds")
@@ -81,5 +86,23 @@ fn zmtp_decode_seeds_and_mutations() {
     for _ in 0..runs {
         let seed = &seeds[rng.below(seeds.len())];
         zmtp::check(&mutate(&mut rng, seed));
+    }
+}
+
+#[test]
+fn mcast_decode_seeds_and_mutations() {
+    let seeds = seeds("mcast_decode");
+    for seed in &seeds {
+        mcast::check(seed);
+    }
+    let mut rng = Rng(0x5EED_1234_ABCD_0004);
+    let runs = if cfg!(debug_assertions) {
+        20_000
+    } else {
+        200_000
+    };
+    for _ in 0..runs {
+        let seed = &seeds[rng.below(seeds.len())];
+        mcast::check(&mutate(&mut rng, seed));
     }
 }

@@ -396,14 +396,23 @@ impl Session {
     }
 
     /// Makes `seq` (≥ `next_seq`) a slot of the window, giving up the oldest datagrams
-    /// if it is too far ahead; returns its index.
-    fn slot_for(&mut self, seq: u64, ctx: &mut Ctx<'_>) -> usize {
+    /// if it is too far ahead; returns its index. Slots created before it are missing
+    /// (timers armed); `seq`'s own slot is armed only if `arriving` is false (otherwise
+    /// the caller fills it at once, and a timer would only cause a spurious wake-up).
+    fn slot_for(&mut self, seq: u64, arriving: bool, ctx: &mut Ctx<'_>) -> usize {
         let capacity = ctx.config.receive_window as u64;
         if seq - self.next_seq >= capacity {
             self.give_up_until(seq - capacity + 1, GiveUp::Overrun, ctx);
         }
         let index = (seq - self.next_seq) as usize;
         while self.window.len() <= index {
+            if arriving && self.window.len() == index {
+                self.window.push_back(Slot::Missing {
+                    deadline: ctx.now,
+                    attempts: 0,
+                });
+                break;
+            }
             let slot = self.new_missing(ctx);
             if let Slot::Missing { deadline, .. } = slot {
                 self.deadline = Some(self.deadline.map_or(deadline, |d| d.min(deadline)));
@@ -606,7 +615,7 @@ impl Session {
             }
             return;
         }
-        let index = self.slot_for(data.seq, ctx);
+        let index = self.slot_for(data.seq, true, ctx);
         match self.window[index] {
             Slot::Present(_) => self.stats.duplicate_datagrams += 1,
             Slot::Lost => self.stats.late_datagrams += 1,
@@ -633,7 +642,7 @@ impl Session {
         }
         if heartbeat.lead_seq > self.window_end() {
             // The last datagrams before the lead never arrived (tail loss).
-            self.slot_for(heartbeat.lead_seq - 1, ctx);
+            self.slot_for(heartbeat.lead_seq - 1, false, ctx);
         }
         self.advance(ctx);
     }

@@ -183,7 +183,9 @@ struct Open {
 /// A transmitted datagram kept for retransmission.
 struct Stored {
     bytes: Vec<u8>,
-    last_sent: Instant,
+    /// When it was last retransmitted (the holdoff applies to repairs only: a NAK
+    /// arriving right after the original transmission is a genuine loss).
+    last_retransmit: Option<Instant>,
     queued: bool,
 }
 
@@ -420,7 +422,10 @@ impl Sender {
             if stored.queued {
                 continue;
             }
-            if now.saturating_duration_since(stored.last_sent) < self.config.retransmit_holdoff {
+            let recent = stored.last_retransmit.is_some_and(|at| {
+                now.saturating_duration_since(at) < self.config.retransmit_holdoff
+            });
+            if recent {
                 self.stats.held_off_requests += 1;
                 continue;
             }
@@ -449,7 +454,7 @@ impl Sender {
                 continue;
             };
             stored.queued = false;
-            stored.last_sent = now;
+            stored.last_retransmit = Some(now);
             let len = stored.bytes.len();
             buf[..len].copy_from_slice(&stored.bytes);
             buf[DATA_FLAGS_OFFSET] |= FLAG_RETRANSMIT;
@@ -512,7 +517,7 @@ impl Sender {
         if self.config.reliable {
             self.history.push_back(Stored {
                 bytes: datagram,
-                last_sent: now,
+                last_retransmit: None,
                 queued: false,
             });
         } else {
