@@ -8,6 +8,7 @@
 //! | layer | module | what it holds |
 //! |---|---|---|
 //! | user API | [`socket`] | `Publisher`, `Subscriber`, endpoints, options, stats |
+//! | user API | [`webhook`] | Standard Webhooks emitter: signed, retried, dead-lettered |
 //! | hand-off | [`ring`] | lock-free SPSC/MPSC rings with an [`ring::OverflowPolicy`] |
 //! | driver | [`io`] | the mio I/O thread of a [`io::Context`] |
 //! | protocol | [`proto`] | sans-IO state machines (ZMTP session, subscription table) |
@@ -24,6 +25,7 @@ pub mod io;
 pub mod proto;
 pub mod ring;
 pub mod socket;
+pub mod webhook;
 pub mod wire;
 
 pub(crate) mod sync;
