@@ -7,6 +7,7 @@ use clap::{Parser, Subcommand};
 
 mod demo;
 mod pubsub;
+mod webhook;
 
 /// volley: brokerless pub/sub for low-latency telemetry.
 #[derive(Debug, Parser)]
@@ -24,6 +25,10 @@ enum Command {
     Pub(pubsub::PubArgs),
     /// Subscribe to topic prefixes and print `TOPIC<TAB>PAYLOAD` per message.
     Sub(pubsub::SubArgs),
+    /// Send signed webhook events (Standard Webhooks).
+    Webhook(webhook::WebhookArgs),
+    /// Forward subscribed messages elsewhere (`volley bridge webhook`).
+    Bridge(webhook::BridgeArgs),
 }
 
 fn main() -> ExitCode {
@@ -32,6 +37,8 @@ fn main() -> ExitCode {
         Command::Demo(args) => demo::run(&args),
         Command::Pub(args) => pubsub::publish(&args),
         Command::Sub(args) => pubsub::subscribe(&args),
+        Command::Webhook(args) => webhook::run(&args),
+        Command::Bridge(args) => webhook::bridge(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
