@@ -74,7 +74,11 @@ fn webhook_parse_seeds_and_mutations() {
         webhook::check(seed);
     }
     let mut rng = Rng(0x5EED_0000_00DE_AD01);
-    let runs = if cfg!(debug_assertions) { 20_000 } else { 200_000 };
+    let runs = if cfg!(debug_assertions) {
+        20_000
+    } else {
+        200_000
+    };
     for _ in 0..runs {
         let seed = &seeds[rng.below(seeds.len())];
         webhook::check(&mutate(&mut rng, seed));

@@ -580,7 +580,7 @@ fn cli_emit_exits_zero_once_delivered_and_non_zero_with_the_reason() {
     let requests = receiver.requests();
     assert_eq!(requests.len(), 2);
     assert_eq!(requests[0].0.id(), requests[1].0.id());
-    assert_signed(&requests, &[secret.clone()]);
+    assert_signed(&requests, std::slice::from_ref(&secret));
 
     let out = volley()
         .args([

@@ -11,9 +11,7 @@ use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
-use volley::webhook::{
-    BreakerConfig, Emitter, Endpoint, MemoryDeadLetters, RetrySchedule, Secret,
-};
+use volley::webhook::{BreakerConfig, Emitter, Endpoint, MemoryDeadLetters, RetrySchedule, Secret};
 
 const STEP: Duration = Duration::from_secs(20);
 
@@ -41,7 +39,14 @@ fn standardwebhooks_package_verifies_real_deliveries_retried_with_one_id() {
     let new = Secret::generate();
     let mut child = Command::new(py)
         .arg("tests/interop/standardwebhooks_receiver.py")
-        .args(["--secret", &new.to_whsec(), "--fail-first", "2", "--timeout", "60"])
+        .args([
+            "--secret",
+            &new.to_whsec(),
+            "--fail-first",
+            "2",
+            "--timeout",
+            "60",
+        ])
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -74,7 +79,11 @@ fn standardwebhooks_package_verifies_real_deliveries_retried_with_one_id() {
         .unwrap();
     let mut ids = Vec::new();
     for n in 0..12 {
-        let event_type = if n % 2 == 0 { "invoice.paid" } else { "user.deleted" };
+        let event_type = if n % 2 == 0 {
+            "invoice.paid"
+        } else {
+            "user.deleted"
+        };
         let data = serde_json::json!({"n": n, "text": "ünïcødé \"quoted\"\n", "list": [1.5, null]});
         ids.push(emitter.emit(event_type, &data).unwrap().to_string());
     }
@@ -85,13 +94,21 @@ fn standardwebhooks_package_verifies_real_deliveries_retried_with_one_id() {
         serde_json::from_str(&lines.recv_timeout(STEP).expect("no summary")).unwrap();
     assert!(child.wait().unwrap().success());
 
-    assert_eq!(summary["rejected"], serde_json::json!([]), "standardwebhooks refused some");
+    assert_eq!(
+        summary["rejected"],
+        serde_json::json!([]),
+        "standardwebhooks refused some"
+    );
     assert_eq!(summary["verified"], 36);
     let delivered: Vec<String> = serde_json::from_value(summary["delivered"].clone()).unwrap();
     assert_eq!(delivered, ids, "each event once, in emit order");
     for (n, id) in ids.iter().enumerate() {
         assert_eq!(summary["attempts"][id], 3, "three attempts of {id}, one id");
-        let expected = if n % 2 == 0 { "invoice.paid" } else { "user.deleted" };
+        let expected = if n % 2 == 0 {
+            "invoice.paid"
+        } else {
+            "user.deleted"
+        };
         assert_eq!(summary["types"][id], expected);
     }
     let s = &emitter.stats().endpoints[0];
