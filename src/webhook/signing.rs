@@ -76,18 +76,17 @@ impl Secret {
         Ok(Secret { key })
     }
 
-    /// A fresh random 24-byte secret (the size Svix generates), for demos and tests.
+    /// A fresh random 24-byte secret (the size Svix generates) from the operating
+    /// system's random source.
     ///
-    /// Random enough for a demo, not a cryptographic generator: production secrets come
-    /// from the receiver's side or a real CSPRNG.
+    /// # Panics
+    /// If the operating system has no random source to give (a weak key would be worse
+    /// than no key).
     pub fn generate() -> Secret {
-        let mut key = Vec::with_capacity(24);
-        let mut state = crate::webhook::event::seed();
-        while key.len() < 24 {
-            state = crate::webhook::event::splitmix(state);
-            key.extend_from_slice(&state.to_le_bytes());
+        let mut key = vec![0u8; 24];
+        if let Err(e) = getrandom::getrandom(&mut key) {
+            panic!("no operating-system random source for a webhook secret: {e}");
         }
-        key.truncate(24);
         Secret { key }
     }
 
