@@ -137,6 +137,7 @@ fn raw_posts(endpoints: usize, threads: usize, n: u64) -> f64 {
         .http_status_as_error(false)
         .max_redirects(0)
         .max_idle_connections_per_host(threads.max(4))
+        .max_idle_connections(threads.max(4) * endpoints)
         // The same socket timeouts as the emitter's.
         .timeout_connect(Some(Duration::from_secs(15)))
         .timeout_per_read(Some(Duration::from_secs(15)))
