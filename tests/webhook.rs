@@ -128,6 +128,24 @@ fn failed_first_attempts_are_retried_and_each_event_is_delivered_once_in_order()
 }
 
 #[test]
+fn deliveries_reuse_one_keep_alive_connection() {
+    let receiver = Receiver::ok();
+    let emitter = Emitter::builder()
+        .endpoint(Endpoint::new(receiver.url("/"), Secret::generate()))
+        .build()
+        .unwrap();
+    for n in 0..50 {
+        emitter.emit("t", &n).unwrap();
+    }
+    assert!(emitter.flush(WAIT));
+    assert_eq!(receiver.delivered().len(), 50);
+    let connections = receiver
+        .connections
+        .load(std::sync::atomic::Ordering::Relaxed);
+    assert_eq!(connections, 1, "50 ordered deliveries over one connection");
+}
+
+#[test]
 fn concurrency_above_one_delivers_everything_once() {
     let receiver = Receiver::start(|r| {
         if r.attempt == 1 && r.id().ends_with(['0', '5']) {

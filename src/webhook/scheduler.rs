@@ -300,7 +300,9 @@ impl Scheduler {
                 ep.stats.latency_last = latency;
                 ep.stats.latency_max = ep.stats.latency_max.max(latency);
                 ep.latency_total += latency;
-                ep.stats.latency_mean = ep.latency_total / ep.stats.delivered.max(1) as u32;
+                ep.stats.latency_mean = Duration::from_nanos(
+                    (ep.latency_total.as_nanos() / u128::from(ep.stats.delivered.max(1))) as u64,
+                );
             }
             Outcome::Gone => {
                 ep.breaker.on_success();

@@ -98,6 +98,8 @@ impl Log {
 pub struct Receiver {
     pub addr: SocketAddr,
     pub log: Arc<Mutex<Log>>,
+    /// TCP connections accepted so far.
+    pub connections: Arc<std::sync::atomic::AtomicU64>,
     stop: Arc<AtomicBool>,
 }
 
@@ -109,22 +111,30 @@ impl Receiver {
         let log = Arc::new(Mutex::new(Log::default()));
         let stop = Arc::new(AtomicBool::new(false));
         let script: Arc<Script> = Arc::new(script);
+        let connections = Arc::new(std::sync::atomic::AtomicU64::new(0));
         {
             let log = log.clone();
             let stop = stop.clone();
+            let connections = connections.clone();
             thread::spawn(move || {
                 for stream in listener.incoming() {
                     if stop.load(Ordering::Relaxed) {
                         break;
                     }
                     let Ok(stream) = stream else { continue };
+                    connections.fetch_add(1, Ordering::Relaxed);
                     let log = log.clone();
                     let script = script.clone();
                     thread::spawn(move || serve(stream, &log, &*script));
                 }
             });
         }
-        Receiver { addr, log, stop }
+        Receiver {
+            addr,
+            log,
+            connections,
+            stop,
+        }
     }
 
     /// A receiver that answers 204 to everything.
@@ -196,11 +206,20 @@ fn serve(stream: TcpStream, log: &Mutex<Log>, script: &Script) {
                 if !delay.is_zero() {
                     thread::sleep(delay);
                 }
-                let mut head = format!("HTTP/1.1 {status} Answer\r\ncontent-length: 2\r\n");
+                // 204 and 304 have no body (a body there would be garbage on a kept-alive
+                // connection); the others answer "ok".
+                let no_body = matches!(status, 204 | 304);
+                let mut head = format!("HTTP/1.1 {status} Answer\r\n");
+                if !no_body {
+                    head.push_str("content-length: 2\r\n");
+                }
                 for (name, value) in headers {
                     head.push_str(&format!("{name}: {value}\r\n"));
                 }
-                head.push_str("\r\nok");
+                head.push_str("\r\n");
+                if !no_body {
+                    head.push_str("ok");
+                }
                 if writer.write_all(head.as_bytes()).is_err() {
                     return;
                 }
