@@ -105,6 +105,8 @@ pub enum BuildError {
     NoEndpoint,
     /// An endpoint URL that is not `http://…` or `https://…`.
     BadUrl(String),
+    /// The TLS root certificates given do not parse, or hold no certificate.
+    Tls(String),
     /// A thread could not be started.
     Spawn(std::io::Error),
 }
@@ -116,6 +118,7 @@ impl fmt::Display for BuildError {
             BuildError::BadUrl(u) => {
                 write!(f, "endpoint URL {u:?} must start with http:// or https://")
             }
+            BuildError::Tls(e) => write!(f, "TLS root certificates: {e}"),
             BuildError::Spawn(e) => write!(f, "cannot start a webhook thread: {e}"),
         }
     }
@@ -207,6 +210,7 @@ pub struct EmitterBuilder {
     max_retry_after: Duration,
     drop_deadline: Duration,
     sink: Arc<dyn DeadLetterSink>,
+    tls_roots_pem: Option<Vec<u8>>,
 }
 
 impl fmt::Debug for EmitterBuilder {
@@ -235,6 +239,7 @@ impl Default for EmitterBuilder {
             max_retry_after: Duration::from_secs(3600),
             drop_deadline: Duration::from_secs(5),
             sink: Arc::new(MemoryDeadLetters::new()),
+            tls_roots_pem: None,
         }
     }
 }
@@ -321,6 +326,35 @@ impl EmitterBuilder {
         self
     }
 
+    /// Trust these PEM certificates (a private CA, a self-signed receiver) for `https://`
+    /// endpoints instead of the built-in Mozilla roots. Checked by [`build`](Self::build).
+    pub fn tls_root_certificates_pem(mut self, pem: impl Into<Vec<u8>>) -> Self {
+        self.tls_roots_pem = Some(pem.into());
+        self
+    }
+
+    fn tls_config(&self) -> Result<ureq::tls::TlsConfig, BuildError> {
+        use ureq::tls::{parse_pem, PemItem, RootCerts, TlsConfig};
+        let builder = TlsConfig::builder();
+        let Some(pem) = &self.tls_roots_pem else {
+            return Ok(builder.build());
+        };
+        let mut certs = Vec::new();
+        for item in parse_pem(pem) {
+            match item {
+                Ok(PemItem::Certificate(c)) => certs.push(c),
+                Ok(_) => {}
+                Err(e) => return Err(BuildError::Tls(e.to_string())),
+            }
+        }
+        if certs.is_empty() {
+            return Err(BuildError::Tls("no certificate in the PEM text".into()));
+        }
+        Ok(builder
+            .root_certs(RootCerts::new_with_certs(&certs))
+            .build())
+    }
+
     /// Starts the router and worker threads.
     pub fn build(self) -> Result<Emitter, BuildError> {
         if self.endpoints.is_empty() {
@@ -334,6 +368,7 @@ impl EmitterBuilder {
             return Err(BuildError::BadUrl(bad.url.clone()));
         }
         let agent: ureq::Agent = ureq::Agent::config_builder()
+            .tls_config(self.tls_config()?)
             .http_status_as_error(false)
             .max_redirects(0)
             .timeout_connect(Some(self.timeout))
