@@ -9,6 +9,7 @@
 //! |---|---|---|
 //! | user API | [`socket`] | `Publisher`, `Subscriber`, endpoints, options, stats |
 //! | user API | [`statsd`] | StatsD/DogStatsD/Telegraf metric client that never blocks the caller |
+//! | user API | [`webhook`] | Standard Webhooks emitter: signed, retried, dead-lettered |
 //! | hand-off | [`ring`] | lock-free SPSC/MPSC rings with an [`ring::OverflowPolicy`] |
 //! | driver | [`io`] | the mio I/O thread of a [`io::Context`] |
 //! | protocol | [`proto`] | sans-IO state machines (ZMTP session, subscription table) |
@@ -26,6 +27,7 @@ pub mod proto;
 pub mod ring;
 pub mod socket;
 pub mod statsd;
+pub mod webhook;
 pub mod wire;
 
 pub(crate) mod sync;

@@ -25,6 +25,7 @@ pub fn run(args: &DemoArgs) -> Result<(), String> {
     rings(args.items)?;
     tcp(args.messages)?;
     crate::statsd::demo()?;
+    crate::webhook::demo()?;
     println!("\nall demo checks passed");
     Ok(())
 }

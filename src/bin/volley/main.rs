@@ -8,6 +8,7 @@ use clap::{Parser, Subcommand};
 mod demo;
 mod pubsub;
 mod statsd;
+mod webhook;
 
 /// volley: brokerless pub/sub for low-latency telemetry.
 #[derive(Debug, Parser)]
@@ -27,6 +28,10 @@ enum Command {
     Sub(pubsub::SubArgs),
     /// Send metrics to a StatsD daemon (raw lines or --count/--gauge/... flags).
     Statsd(statsd::StatsdArgs),
+    /// Send signed webhook events (Standard Webhooks).
+    Webhook(webhook::WebhookArgs),
+    /// Forward subscribed messages elsewhere (`volley bridge webhook`).
+    Bridge(webhook::BridgeArgs),
 }
 
 fn main() -> ExitCode {
@@ -36,6 +41,8 @@ fn main() -> ExitCode {
         Command::Pub(args) => pubsub::publish(&args),
         Command::Sub(args) => pubsub::subscribe(&args),
         Command::Statsd(args) => statsd::run(&args),
+        Command::Webhook(args) => webhook::run(&args),
+        Command::Bridge(args) => webhook::bridge(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
