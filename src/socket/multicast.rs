@@ -87,7 +87,9 @@ pub struct MulticastReceiverStats {
     /// The protocol's counters, per publisher: delivered, lost (exact), unrecoverable,
     /// duplicates, NAKs; and garbage datagrams.
     pub protocol: ReceiverStats,
-    /// Datagrams the kernel dropped before volley could read them (`SO_RXQ_OVFL`).
+    /// Datagrams the kernel dropped before volley could read them (`SO_RXQ_OVFL`). The
+    /// kernel reports drops with the next datagram it does queue, so the drops at the end
+    /// of a burst show once the next datagram (a heartbeat at the latest) arrives.
     pub kernel_drops: u64,
     /// Datagrams larger than the receive buffer, dropped.
     pub truncated: u64,
