@@ -690,3 +690,28 @@ impl Drop for TimerGuard<'_> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn server_addresses() {
+        let udp = |s: &str| match parse_target(s) {
+            Ok(Target::Udp(a)) => a.to_string(),
+            other => panic!("{s}: {other:?}"),
+        };
+        let unix = |s: &str| match parse_target(s) {
+            Ok(Target::Unix(p)) => p.display().to_string(),
+            other => panic!("{s}: {other:?}"),
+        };
+        assert_eq!(udp("127.0.0.1:8125"), "127.0.0.1:8125");
+        assert_eq!(udp("udp://127.0.0.1:9"), "127.0.0.1:9");
+        assert_eq!(udp("[::1]:8125"), "[::1]:8125");
+        assert_eq!(unix("unix:///var/run/dsd.sock"), "/var/run/dsd.sock");
+        assert_eq!(unix("./dsd.sock"), "./dsd.sock");
+        assert!(parse_target("unix://").is_err());
+        assert!(parse_target("localhost").is_err());
+        assert!(parse_target("udp://nohost").is_err());
+    }
+}
