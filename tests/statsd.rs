@@ -443,3 +443,41 @@ fn bad_addresses_and_options_fail_the_build() {
         .build()
         .is_err());
 }
+
+#[test]
+fn buffer_policy_holds_a_burst_beside_the_queue() {
+    let daemon = Daemon::new();
+    let _ = socket2::SockRef::from(&daemon.socket).set_recv_buffer_size(4 << 20);
+    let client = daemon
+        .client()
+        .queue_capacity(4)
+        .overflow_policy(OverflowPolicy::Buffer { max_bytes: 1 << 20 })
+        .flush_interval(Duration::from_secs(3600))
+        .build()
+        .unwrap();
+    let mut refused = 0u64;
+    for i in 0..3000 {
+        if client.count("n", i).is_err() {
+            refused += 1;
+        }
+    }
+    let s = client.stats();
+    assert_eq!(s.accepted + s.dropped, 3000);
+    assert_eq!(s.dropped, refused);
+    client.flush().unwrap();
+    let lines = daemon.lines(QUIET);
+    assert_eq!(lines.len() as u64, s.accepted);
+    // In order: the overflow queue is drained after the ring, oldest first.
+    let values: Vec<i64> = lines
+        .iter()
+        .map(|l| {
+            l.strip_prefix("n:")
+                .unwrap()
+                .strip_suffix("|c")
+                .unwrap()
+                .parse()
+                .unwrap()
+        })
+        .collect();
+    assert!(values.windows(2).all(|w| w[0] < w[1]), "out of order");
+}
