@@ -218,7 +218,8 @@ impl ClientBuilder {
     }
 
     /// Called on the background thread for each datagram the socket refuses (default:
-    /// only counted).
+    /// only counted). It must not block, and should not own a clone of the client (the
+    /// sender thread would then keep itself alive).
     pub fn error_handler(mut self, handler: impl Fn(&SendError) + Send + Sync + 'static) -> Self {
         self.error_handler = Some(Arc::new(handler));
         self
@@ -322,7 +323,11 @@ impl Drop for Inner {
         self.shared.shutdown.store(true, Ordering::SeqCst);
         self.worker_thread.unpark();
         if let Some(handle) = self.worker.take() {
-            let _ = handle.join();
+            // Joining itself would deadlock: a last clone dropped on the sender thread
+            // (inside the error handler) lets the thread finish on its own.
+            if thread::current().id() != handle.thread().id() {
+                let _ = handle.join();
+            }
         }
     }
 }
@@ -616,7 +621,8 @@ impl Client {
     }
 
     /// Sends everything queued so far and waits until it is handed to the socket (or the
-    /// sender has stopped: [`MetricError::Closed`]).
+    /// sender has stopped: [`MetricError::Closed`]). "So far" covers the metrics this
+    /// thread sent before the call, and those of other threads that happened before it.
     pub fn flush(&self) -> Result<(), MetricError> {
         let shared = &*self.inner.shared;
         let generation = shared.flush_requested.fetch_add(1, Ordering::SeqCst) + 1;
