@@ -4,45 +4,57 @@
 use std::collections::HashMap;
 use std::net::UdpSocket;
 use std::os::unix::net::UnixDatagram;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::{channel, Receiver};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use volley::ring::OverflowPolicy;
 use volley::statsd::{Client, ClientBuilder, Flavour, Metric, MetricError};
 
-/// A UDP socket standing in for the daemon.
+/// A UDP socket standing in for the daemon. A thread reads it from the start, as a real
+/// daemon does, so its receive buffer never overflows whatever a test sends.
 struct Daemon {
-    socket: UdpSocket,
+    addr: String,
+    datagrams: Receiver<String>,
+    stop: Arc<AtomicBool>,
 }
 
 impl Daemon {
     fn new() -> Daemon {
         let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
         socket
-            .set_read_timeout(Some(Duration::from_millis(20)))
+            .set_read_timeout(Some(Duration::from_millis(10)))
             .unwrap();
-        Daemon { socket }
-    }
-
-    fn addr(&self) -> String {
-        self.socket.local_addr().unwrap().to_string()
+        let _ = socket2::SockRef::from(&socket).set_recv_buffer_size(4 << 20);
+        let addr = socket.local_addr().unwrap().to_string();
+        let (tx, datagrams) = channel();
+        let stop = Arc::new(AtomicBool::new(false));
+        let stopped = stop.clone();
+        std::thread::spawn(move || {
+            let mut buf = vec![0u8; 65_536];
+            while !stopped.load(Ordering::Relaxed) {
+                if let Ok(n) = socket.recv(&mut buf) {
+                    let _ = tx.send(String::from_utf8(buf[..n].to_vec()).unwrap());
+                }
+            }
+        });
+        Daemon {
+            addr,
+            datagrams,
+            stop,
+        }
     }
 
     fn client(&self) -> ClientBuilder {
-        Client::builder(&self.addr())
+        Client::builder(&self.addr)
     }
 
-    /// Every datagram that arrives within `wait` of the last one.
+    /// Every datagram that arrives until none has for `wait`.
     fn datagrams(&self, wait: Duration) -> Vec<String> {
         let mut out = Vec::new();
-        let mut buf = vec![0u8; 65_536];
-        let mut deadline = Instant::now() + wait;
-        while Instant::now() < deadline {
-            if let Ok(n) = self.socket.recv(&mut buf) {
-                out.push(String::from_utf8(buf[..n].to_vec()).unwrap());
-                deadline = Instant::now() + wait;
-            }
+        while let Ok(d) = self.datagrams.recv_timeout(wait) {
+            out.push(d);
         }
         out
     }
@@ -52,6 +64,12 @@ impl Daemon {
             .iter()
             .flat_map(|d| d.split('\n').map(str::to_string).collect::<Vec<_>>())
             .collect()
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
     }
 }
 
@@ -164,8 +182,6 @@ fn drop_flushes_even_with_a_full_queue() {
         .flush_interval(Duration::from_secs(3600))
         .build()
         .unwrap();
-    // Read while the client sends, so the receiving socket's buffer does not overflow.
-    let reader = std::thread::spawn(move || daemon.lines(Duration::from_millis(500)).len() as u64);
     let mut accepted = 0;
     let mut refused = 0;
     for i in 0..100_000 {
@@ -184,7 +200,7 @@ fn drop_flushes_even_with_a_full_queue() {
     );
     drop(client);
     assert_eq!(
-        reader.join().unwrap(),
+        daemon.lines(QUIET).len() as u64,
         accepted,
         "everything accepted is sent by drop"
     );
@@ -442,4 +458,41 @@ fn bad_addresses_and_options_fail_the_build() {
         .tag("bare", "")
         .build()
         .is_err());
+}
+
+#[test]
+fn buffer_policy_holds_a_burst_beside_the_queue() {
+    let daemon = Daemon::new();
+    let client = daemon
+        .client()
+        .queue_capacity(4)
+        .overflow_policy(OverflowPolicy::Buffer { max_bytes: 1 << 20 })
+        .flush_interval(Duration::from_secs(3600))
+        .build()
+        .unwrap();
+    let mut refused = 0u64;
+    for i in 0..3000 {
+        if client.count("n", i).is_err() {
+            refused += 1;
+        }
+    }
+    let s = client.stats();
+    assert_eq!(s.accepted + s.dropped, 3000);
+    assert_eq!(s.dropped, refused);
+    client.flush().unwrap();
+    let lines = daemon.lines(QUIET);
+    assert_eq!(lines.len() as u64, s.accepted);
+    // In order: the overflow queue is drained after the ring, oldest first.
+    let values: Vec<i64> = lines
+        .iter()
+        .map(|l| {
+            l.strip_prefix("n:")
+                .unwrap()
+                .strip_suffix("|c")
+                .unwrap()
+                .parse()
+                .unwrap()
+        })
+        .collect();
+    assert!(values.windows(2).all(|w| w[0] < w[1]), "out of order");
 }

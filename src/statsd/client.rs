@@ -218,7 +218,8 @@ impl ClientBuilder {
     }
 
     /// Called on the background thread for each datagram the socket refuses (default:
-    /// only counted).
+    /// only counted). It must not block, and should not own a clone of the client (the
+    /// sender thread would then keep itself alive).
     pub fn error_handler(mut self, handler: impl Fn(&SendError) + Send + Sync + 'static) -> Self {
         self.error_handler = Some(Arc::new(handler));
         self
@@ -322,7 +323,11 @@ impl Drop for Inner {
         self.shared.shutdown.store(true, Ordering::SeqCst);
         self.worker_thread.unpark();
         if let Some(handle) = self.worker.take() {
-            let _ = handle.join();
+            // Joining itself would deadlock: a last clone dropped on the sender thread
+            // (inside the error handler) lets the thread finish on its own.
+            if thread::current().id() != handle.thread().id() {
+                let _ = handle.join();
+            }
         }
     }
 }
@@ -616,7 +621,8 @@ impl Client {
     }
 
     /// Sends everything queued so far and waits until it is handed to the socket (or the
-    /// sender has stopped: [`MetricError::Closed`]).
+    /// sender has stopped: [`MetricError::Closed`]). "So far" covers the metrics this
+    /// thread sent before the call, and those of other threads that happened before it.
     pub fn flush(&self) -> Result<(), MetricError> {
         let shared = &*self.inner.shared;
         let generation = shared.flush_requested.fetch_add(1, Ordering::SeqCst) + 1;
@@ -688,5 +694,30 @@ impl Drop for TimerGuard<'_> {
         if self.armed {
             let _ = self.client.timing(self.name, self.start.elapsed());
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn server_addresses() {
+        let udp = |s: &str| match parse_target(s) {
+            Ok(Target::Udp(a)) => a.to_string(),
+            other => panic!("{s}: {other:?}"),
+        };
+        let unix = |s: &str| match parse_target(s) {
+            Ok(Target::Unix(p)) => p.display().to_string(),
+            other => panic!("{s}: {other:?}"),
+        };
+        assert_eq!(udp("127.0.0.1:8125"), "127.0.0.1:8125");
+        assert_eq!(udp("udp://127.0.0.1:9"), "127.0.0.1:9");
+        assert_eq!(udp("[::1]:8125"), "[::1]:8125");
+        assert_eq!(unix("unix:///var/run/dsd.sock"), "/var/run/dsd.sock");
+        assert_eq!(unix("./dsd.sock"), "./dsd.sock");
+        assert!(parse_target("unix://").is_err());
+        assert!(parse_target("localhost").is_err());
+        assert!(parse_target("udp://nohost").is_err());
     }
 }

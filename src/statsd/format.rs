@@ -390,6 +390,10 @@ impl Encoder {
             }
             _ => {}
         }
+        if m.timestamp.is_some() && !matches!(m.value, Value::Count(_) | Value::Gauge(_)) {
+            // DogStatsD protocol v1.3 takes `|T` on counts and gauges only.
+            return Err(self.unsupported("timestamps on types other than counters and gauges"));
+        }
         if f != Flavour::DogStatsd {
             if m.timestamp.is_some() {
                 return Err(self.unsupported("timestamps (`|T`)"));

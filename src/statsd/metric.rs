@@ -138,7 +138,8 @@ impl<'a> Metric<'a> {
         self
     }
 
-    /// The time the value belongs to, `|T<unix seconds>` (DogStatsD only).
+    /// The time the value belongs to, `|T<unix seconds>` (DogStatsD only, on counters and
+    /// gauges: protocol v1.3).
     pub fn timestamp(mut self, at: SystemTime) -> Self {
         self.timestamp = Some(at.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs()));
         self

@@ -265,6 +265,9 @@ pub fn check_line(line: &[u8], flavour: Flavour) -> Result<Line<'_>, LineError> 
                 (b"d", Flavour::Etsy | Flavour::Telegraf) => return unsupported("distributions"),
                 _ => {}
             }
+            if m.timestamped && !matches!(m.kind, b"c" | b"g") {
+                return unsupported("timestamps on types other than counters and gauges");
+            }
             if flavour == Flavour::DogStatsd && m.kind == b"g" && m.value.first() == Some(&b'+') {
                 return unsupported("gauge deltas");
             }
@@ -349,5 +352,7 @@ mod tests {
         assert!(check_line(b"a:+1|g", DogStatsd).is_err());
         assert!(check_line(b"a:+1|g", Etsy).is_ok());
         assert!(check_line(b"_e{1,1}:t|x", Etsy).is_err());
+        assert!(check_line(b"a:1|g|T5", DogStatsd).is_ok());
+        assert!(check_line(b"a:1|d|T5", DogStatsd).is_err());
     }
 }

@@ -491,3 +491,72 @@ fn a_queue_slot_is_256_bytes_and_the_client_is_shareable() {
     fn shareable<T: Send + Sync + Clone>() {}
     shareable::<Client>();
 }
+
+mod never_malformed {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn text() -> impl Strategy<Value = String> {
+        // Printable ASCII plus every reserved byte, newlines and a multi-byte character.
+        proptest::collection::vec(
+            prop_oneof![
+                8 => proptest::char::range('!', '~'),
+                1 => Just('\n'),
+                1 => Just('\r'),
+                1 => Just(' '),
+                1 => Just('é'),
+            ],
+            0..12,
+        )
+        .prop_map(|v| v.into_iter().collect())
+    }
+
+    fn value() -> impl Strategy<Value = f64> {
+        prop_oneof![
+            any::<f64>(),
+            (-1e6f64..1e6),
+            Just(0.0),
+            Just(-0.0),
+            any::<i32>().prop_map(f64::from),
+        ]
+    }
+
+    proptest! {
+        /// Whatever the caller passes, the client either refuses it or produces lines
+        /// that parse and pass the flavour's own check: no malformed line on the wire.
+        #[test]
+        fn refused_or_well_formed(
+            flavour in prop_oneof![Just(Flavour::Etsy), Just(Flavour::DogStatsd), Just(Flavour::Telegraf)],
+            sanitize in any::<bool>(),
+            name in text(),
+            key in text(),
+            tag_value in text(),
+            member in text(),
+            v in value(),
+            kind in 0u8..8,
+            rate in prop_oneof![Just(1.0), 0.0f64..1.5],
+        ) {
+            let enc = encoder(flavour, "p", &[], sanitize);
+            let tags = [(key.as_str(), tag_value.as_str())];
+            let m = match kind {
+                0 => Metric::count(&name, v as i64),
+                1 => Metric::gauge(&name, v),
+                2 => Metric::gauge_delta(&name, v),
+                3 => Metric::timing_ms(&name, v),
+                4 => Metric::histogram(&name, v),
+                5 => Metric::distribution(&name, v),
+                6 => Metric::set(&name, &member),
+                _ => Metric::timing(&name, Duration::from_nanos(v.abs().min(1e18) as u64)),
+            }
+            .tags(&tags)
+            .sample_rate(rate);
+            if let Ok(text) = line_with(&enc, m) {
+                for l in text.split('\n') {
+                    prop_assert!(check_line(l.as_bytes(), flavour).is_ok(), "{:?} {:?}: {:?}", flavour, l, check_line(l.as_bytes(), flavour));
+                }
+                prop_assert!(!text.contains('\r'));
+                prop_assert_eq!(text.matches('\n').count(), usize::from(kind == 1 && v < 0.0 && flavour != Flavour::DogStatsd));
+            }
+        }
+    }
+}

@@ -164,6 +164,8 @@ pub fn demo() -> Result<(), String> {
     daemon
         .set_read_timeout(Some(Duration::from_millis(20)))
         .map_err(|e| e.to_string())?;
+    // A daemon's socket usually has a large buffer; the kernel caps it at rmem_max.
+    let _ = socket2::SockRef::from(&daemon).set_recv_buffer_size(4 << 20);
     let addr = daemon.local_addr().map_err(|e| e.to_string())?.to_string();
     // The "daemon" reads all the time, as a real one does, so its socket buffer does not
     // overflow during the burst.
