@@ -721,3 +721,49 @@ fn bridge_forwards_matching_subscriber_messages_as_events() {
     assert_eq!(bodies[1]["data"], "not json");
     assert_eq!(bodies[2]["data"], 12);
 }
+
+#[test]
+fn dropping_the_emitter_delivers_within_its_drop_deadline() {
+    let receiver = Receiver::start(|_| Reply::delayed(204, Duration::from_millis(20)));
+    let dead = MemoryDeadLetters::new();
+    {
+        let emitter = Emitter::builder()
+            .endpoint(Endpoint::new(receiver.url("/"), Secret::generate()))
+            .drop_deadline(Duration::from_secs(10))
+            .dead_letters(dead.clone())
+            .build()
+            .unwrap();
+        for n in 0..5 {
+            emitter.emit("t", &n).unwrap();
+        }
+    }
+    assert_eq!(receiver.delivered().len(), 5);
+    assert!(dead.is_empty());
+}
+
+/// A sink that cannot keep anything.
+struct BrokenSink;
+
+impl volley::webhook::DeadLetterSink for BrokenSink {
+    fn accept(&self, _: volley::webhook::DeadLetter) -> std::io::Result<()> {
+        Err(std::io::Error::other("disk full"))
+    }
+}
+
+#[test]
+fn a_failing_dead_letter_sink_is_counted() {
+    let receiver = Receiver::start(|_| Reply::status(500));
+    let emitter = Emitter::builder()
+        .endpoint(Endpoint::new(receiver.url("/"), Secret::generate()))
+        .retry_schedule(schedule("0s"))
+        .dead_letters(BrokenSink)
+        .build()
+        .unwrap();
+    for n in 0..3 {
+        emitter.emit("t", &n).unwrap();
+    }
+    assert!(emitter.flush(WAIT));
+    let stats = emitter.stats();
+    assert_eq!(stats.dead_letter_errors, 3);
+    assert_eq!(stats.endpoints[0].dead_lettered, 3);
+}
