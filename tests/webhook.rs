@@ -552,10 +552,15 @@ fn event_type_filters_route_events() {
     assert_eq!(cpu.delivered().len(), 2);
     assert_eq!(all.delivered().len(), 4);
     assert!(Emitter::builder().build().is_err());
-    assert!(Emitter::builder()
-        .endpoint(Endpoint::new("ftp://x", Secret::generate()))
-        .build()
-        .is_err());
+    for bad in ["ftp://x", "http://", "https:// spaces/", "http//x"] {
+        assert!(
+            Emitter::builder()
+                .endpoint(Endpoint::new(bad, Secret::generate()))
+                .build()
+                .is_err(),
+            "{bad}"
+        );
+    }
 }
 
 fn volley() -> Command {

@@ -103,7 +103,7 @@ impl Endpoint {
 pub enum BuildError {
     /// No endpoint was added.
     NoEndpoint,
-    /// An endpoint URL that is not `http://…` or `https://…`.
+    /// An endpoint URL that is not an `http://…` or `https://…` URL with a host.
     BadUrl(String),
     /// The TLS root certificates given do not parse, or hold no certificate.
     Tls(String),
@@ -360,11 +360,13 @@ impl EmitterBuilder {
         if self.endpoints.is_empty() {
             return Err(BuildError::NoEndpoint);
         }
-        if let Some(bad) = self
-            .endpoints
-            .iter()
-            .find(|e| !(e.url.starts_with("http://") || e.url.starts_with("https://")))
-        {
+        let valid = |url: &str| {
+            (url.starts_with("http://") || url.starts_with("https://"))
+                && url
+                    .parse::<ureq::http::Uri>()
+                    .is_ok_and(|u| u.host().is_some_and(|h| !h.is_empty()))
+        };
+        if let Some(bad) = self.endpoints.iter().find(|e| !valid(&e.url)) {
             return Err(BuildError::BadUrl(bad.url.clone()));
         }
         let agent: ureq::Agent = ureq::Agent::config_builder()
