@@ -15,6 +15,7 @@
 use std::fmt;
 use std::io::Read;
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant, SystemTime};
@@ -103,7 +104,7 @@ impl Endpoint {
 pub enum BuildError {
     /// No endpoint was added.
     NoEndpoint,
-    /// An endpoint URL that is not `http://…` or `https://…`.
+    /// An endpoint URL that is not an `http://…` or `https://…` URL with a host.
     BadUrl(String),
     /// The TLS root certificates given do not parse, or hold no certificate.
     Tls(String),
@@ -360,11 +361,13 @@ impl EmitterBuilder {
         if self.endpoints.is_empty() {
             return Err(BuildError::NoEndpoint);
         }
-        if let Some(bad) = self
-            .endpoints
-            .iter()
-            .find(|e| !(e.url.starts_with("http://") || e.url.starts_with("https://")))
-        {
+        let valid = |url: &str| {
+            (url.starts_with("http://") || url.starts_with("https://"))
+                && url
+                    .parse::<ureq::http::Uri>()
+                    .is_ok_and(|u| u.host().is_some_and(|h| !h.is_empty()))
+        };
+        if let Some(bad) = self.endpoints.iter().find(|e| !valid(&e.url)) {
             return Err(BuildError::BadUrl(bad.url.clone()));
         }
         let agent: ureq::Agent = ureq::Agent::config_builder()
@@ -489,8 +492,8 @@ struct Shared {
     endpoints: Vec<Endpoint>,
     sink: Arc<dyn DeadLetterSink>,
     agent: ureq::Agent,
-    refused: std::sync::atomic::AtomicU64,
-    dead_letter_errors: std::sync::atomic::AtomicU64,
+    refused: AtomicU64,
+    dead_letter_errors: AtomicU64,
 }
 
 struct State {
@@ -513,15 +516,13 @@ impl Shared {
     fn dead_letter(&self, letters: impl IntoIterator<Item = DeadLetter>) {
         for letter in letters {
             if self.sink.accept(letter).is_err() {
-                self.dead_letter_errors
-                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                self.dead_letter_errors.fetch_add(1, Ordering::Relaxed);
             }
         }
     }
 
     fn refused(&self, event: &Event, reason: DeadReason) {
-        self.refused
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.refused.fetch_add(1, Ordering::Relaxed);
         self.dead_letter([DeadLetter {
             id: event.id.as_str().to_owned(),
             event_type: event.event_type.clone(),
@@ -710,14 +711,8 @@ impl Emitter {
             queue,
             routed: state.routed,
             unrouted: state.unrouted,
-            refused: self
-                .shared
-                .refused
-                .load(std::sync::atomic::Ordering::Relaxed),
-            dead_letter_errors: self
-                .shared
-                .dead_letter_errors
-                .load(std::sync::atomic::Ordering::Relaxed),
+            refused: self.shared.refused.load(Ordering::Relaxed),
+            dead_letter_errors: self.shared.dead_letter_errors.load(Ordering::Relaxed),
             endpoints: (0..self.shared.endpoints.len())
                 .map(|i| state.scheduler.stats(i))
                 .collect(),

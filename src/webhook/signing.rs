@@ -95,8 +95,8 @@ impl Secret {
         format!("{SECRET_PREFIX}{}", BASE64.encode(&self.key))
     }
 
-    /// The raw HMAC of `id.timestamp.body`.
-    fn mac(&self, id: &str, timestamp: u64, body: &[u8]) -> [u8; 32] {
+    /// The HMAC-SHA256 state over `id.timestamp.body`, not yet finalized.
+    fn mac(&self, id: &str, timestamp: u64, body: &[u8]) -> Hmac<Sha256> {
         let mut mac =
             Hmac::<Sha256>::new_from_slice(&self.key).expect("HMAC takes keys of any length");
         mac.update(id.as_bytes());
@@ -104,12 +104,15 @@ impl Secret {
         mac.update(timestamp.to_string().as_bytes());
         mac.update(b".");
         mac.update(body);
-        mac.finalize().into_bytes().into()
+        mac
     }
 
     /// The `v1,<base64>` signature of one message.
     pub fn sign(&self, id: &str, timestamp: u64, body: &[u8]) -> String {
-        format!("v1,{}", BASE64.encode(self.mac(id, timestamp, body)))
+        format!(
+            "v1,{}",
+            BASE64.encode(self.mac(id, timestamp, body).finalize().into_bytes())
+        )
     }
 }
 
@@ -174,13 +177,7 @@ pub fn verify(
         return Err(VerifyError::TimestampOutOfTolerance);
     }
     for secret in secrets {
-        let mut mac =
-            Hmac::<Sha256>::new_from_slice(&secret.key).expect("HMAC takes keys of any length");
-        mac.update(id.as_bytes());
-        mac.update(b".");
-        mac.update(ts.to_string().as_bytes());
-        mac.update(b".");
-        mac.update(body);
+        let mac = secret.mac(id, ts, body);
         for candidate in signature_header.split(' ') {
             let Some(encoded) = candidate.strip_prefix("v1,") else {
                 continue;

@@ -20,7 +20,7 @@ pub struct Request {
     /// Header names lower-cased.
     pub headers: HashMap<String, String>,
     pub body: String,
-    /// Which attempt of this `webhook-id` this is, from 1.
+    /// Which attempt of this `webhook-id` at this path this is, from 1.
     pub attempt: u32,
     pub arrived: Instant,
 }
@@ -181,7 +181,8 @@ fn serve(stream: TcpStream, log: &Mutex<Log>, script: &Script) {
         let status;
         let reply = {
             let mut log = log.lock().unwrap();
-            let n = log.attempts.entry(request.id().to_owned()).or_insert(0);
+            let key = format!("{} {}", request.path, request.id());
+            let n = log.attempts.entry(key).or_insert(0);
             *n += 1;
             request.attempt = *n;
             let reply = script(&request);

@@ -312,7 +312,8 @@ pub fn demo() -> Result<(), String> {
             if r.path == "/flaky" && !up.load(Ordering::Relaxed) {
                 return Reply::status(503);
             }
-            // Every 5th message fails its first attempt, in turn with a 500 and a reset.
+            // About one message in five fails its first attempt at each path, with a 500
+            // or a connection reset.
             let last = r.id().as_bytes().last().copied().unwrap_or(0);
             match (r.attempt, last % 5, last % 2) {
                 (1, 0, 0) => Reply::status(500),
