@@ -2,6 +2,7 @@
 //! rcgen, served by rustls), trusted through `tls_root_certificates_pem`, gets signed
 //! events over one kept-alive TLS connection; an emitter that does not trust the
 //! certificate fails the attempt (it never sends the event in clear or unverified).
+#![cfg(feature = "https")]
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpListener;

@@ -334,6 +334,7 @@ impl EmitterBuilder {
         self
     }
 
+    #[cfg(feature = "https")]
     fn tls_config(&self) -> Result<ureq::tls::TlsConfig, BuildError> {
         use ureq::tls::{parse_pem, PemItem, RootCerts, TlsConfig};
         let builder = TlsConfig::builder();
@@ -370,8 +371,21 @@ impl EmitterBuilder {
         if let Some(bad) = self.endpoints.iter().find(|e| !valid(&e.url)) {
             return Err(BuildError::BadUrl(bad.url.clone()));
         }
-        let agent: ureq::Agent = ureq::Agent::config_builder()
-            .tls_config(self.tls_config()?)
+        #[cfg(not(feature = "https"))]
+        if let Some(e) = self
+            .endpoints
+            .iter()
+            .find(|e| e.url.starts_with("https://"))
+        {
+            return Err(BuildError::Tls(format!(
+                "{}: volley was built without its `https` feature",
+                e.url
+            )));
+        }
+        let config = ureq::Agent::config_builder();
+        #[cfg(feature = "https")]
+        let config = config.tls_config(self.tls_config()?);
+        let agent: ureq::Agent = config
             .http_status_as_error(false)
             .max_redirects(0)
             .timeout_connect(Some(self.timeout))
