@@ -14,8 +14,9 @@
 //! * `lat`: ping-pong over two pub/sub pairs (pinger Publisher -> ponger Subscriber,
 //!   ponger Publisher -> pinger Subscriber), the pinger's pair of sockets on one Context
 //!   and the ponger's on another. N timed round trips after W untimed ones; prints RTT/2
-//!   p50/p99/mean in microseconds. `--busy` makes both subscribers
-//!   [`RecvMode::BusyPoll`]; otherwise they use the default `RecvMode::Blocking`.
+//!   p50/p99/mean in microseconds. `--busy` makes all four sockets
+//!   [`RecvMode::BusyPoll`] (each thread reads or writes its connections itself);
+//!   otherwise they use the default `RecvMode::Blocking`.
 //!
 //! Output, one line per run:
 //!   RESULT impl=volley mode=thr size=64 count=1000000 received=1000000 secs=0.2 msgs_per_s=... mb_per_s=...
@@ -198,14 +199,12 @@ fn run_lat(a: &Args) -> Res<()> {
         },
         ..SocketOptions::default()
     };
+    // Busy-polling sockets do their own I/O on the calling thread, the publishers' sends
+    // included: both ends of each pair use the same mode.
+    let pub_opts = sub_opts.clone();
     // Pair A carries pings (pinger publishes), pair B pongs (ponger publishes).
-    let (mut pub_a, mut sub_a) = pair(
-        &ping_ctx,
-        SocketOptions::default(),
-        &pong_ctx,
-        sub_opts.clone(),
-    )?;
-    let (mut pub_b, mut sub_b) = pair(&pong_ctx, SocketOptions::default(), &ping_ctx, sub_opts)?;
+    let (mut pub_a, mut sub_a) = pair(&ping_ctx, pub_opts.clone(), &pong_ctx, sub_opts.clone())?;
+    let (mut pub_b, mut sub_b) = pair(&pong_ctx, pub_opts, &ping_ctx, sub_opts)?;
     let total = a.warmup + a.count;
     let ponger = thread::spawn(move || -> Res<()> {
         for _ in 0..total {

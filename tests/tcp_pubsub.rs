@@ -450,3 +450,113 @@ fn heartbeats_answer_pings_and_drop_a_silent_peer() {
     wait_until(|| publisher.stats().protocol_errors == 1);
     assert_eq!(publisher.stats().peers, 0);
 }
+
+fn busy() -> SocketOptions {
+    SocketOptions {
+        recv_mode: volley::socket::RecvMode::BusyPoll,
+        policy: OverflowPolicy::Block { timeout: None },
+        queue_capacity: 1024,
+        ..SocketOptions::default()
+    }
+}
+
+#[test]
+fn busy_poll_sockets_do_their_own_io_and_keep_every_message_in_order() {
+    // A busy publisher writes its connections itself when their rings are empty and
+    // falls back to the ring when the I/O thread holds the connection or older messages
+    // wait; a busy subscriber reads itself and through the ring. Whatever path each
+    // message takes, all arrive, in order, for a busy and a blocking subscriber alike.
+    let ctx = Context::new().unwrap();
+    let mut publisher = Publisher::with_options(&ctx, busy()).unwrap();
+    let ep = publisher.bind("tcp://127.0.0.1:0").unwrap().to_string();
+    let mut subs: Vec<Subscriber> = [busy(), SocketOptions::default()]
+        .into_iter()
+        .map(|mut options| {
+            options.queue_capacity = 1 << 16;
+            options.policy = OverflowPolicy::Buffer { max_bytes: 1 << 30 };
+            let mut s = Subscriber::with_options(&ctx, options).unwrap();
+            s.connect(&ep).unwrap();
+            s.subscribe("t").unwrap();
+            s
+        })
+        .collect();
+    assert!(publisher.wait_for_subscribers(2, WAIT));
+    let n = 50_000u64;
+    let readers: Vec<_> = subs
+        .drain(..)
+        .map(|mut sub| {
+            std::thread::spawn(move || {
+                let mut expected = 0u64;
+                while expected < n {
+                    let m = recv(&mut sub);
+                    let got: u64 = std::str::from_utf8(&m.frames()[1])
+                        .unwrap()
+                        .parse()
+                        .unwrap();
+                    assert_eq!(got, expected, "out of order or lost");
+                    expected += 1;
+                }
+                // The I/O thread adds its counts after pushing a read's messages: they
+                // may trail the last message by a moment.
+                wait_until(|| sub.stats().messages_in == n);
+                sub.stats()
+            })
+        })
+        .collect();
+    for i in 0..n {
+        assert_eq!(
+            publisher
+                .send(Message::from_parts(["t".to_string(), i.to_string()]))
+                .unwrap(),
+            2
+        );
+    }
+    for reader in readers {
+        let stats = reader.join().unwrap();
+        assert_eq!(stats.messages_in, n);
+    }
+    assert_eq!(publisher.stats().messages_out, 2 * n);
+}
+
+#[test]
+fn a_busy_subscriber_that_stops_reading_still_answers_pings_and_sees_a_restart() {
+    // The I/O thread reads a user-read connection when its thread has been away: PINGs
+    // get their PONG (the publisher's heartbeat does not drop it), and a publisher
+    // restart is noticed and reconnected without the subscriber calling recv.
+    let ctx = Context::new().unwrap();
+    let heartbeats = SocketOptions {
+        heartbeat_interval: Some(Duration::from_millis(20)),
+        heartbeat_timeout: Some(Duration::from_millis(60)),
+        ..SocketOptions::default()
+    };
+    let mut publisher = Publisher::with_options(&ctx, heartbeats.clone()).unwrap();
+    let ep = publisher.bind("tcp://127.0.0.1:0").unwrap().to_string();
+    let busy_sub = SocketOptions {
+        policy: OverflowPolicy::DropNewest,
+        ..busy()
+    };
+    let mut sub = Subscriber::with_options(&ctx, busy_sub).unwrap();
+    sub.connect(&ep).unwrap();
+    sub.subscribe("").unwrap();
+    assert!(publisher.wait_for_subscribers(1, WAIT));
+    publisher.send(Message::from_parts(["a", "1"])).unwrap();
+    assert_eq!(recv(&mut sub).frames()[1].as_ref(), b"1");
+    // Away for many heartbeat timeouts.
+    std::thread::sleep(Duration::from_millis(400));
+    assert_eq!(
+        publisher.peer_count(),
+        1,
+        "the idle busy subscriber was dropped"
+    );
+    publisher.send(Message::from_parts(["a", "2"])).unwrap();
+    assert_eq!(recv(&mut sub).frames()[1].as_ref(), b"2");
+    // Restart the publisher on the same port while the subscriber is away.
+    drop(publisher);
+    std::thread::sleep(Duration::from_millis(100));
+    let mut publisher = Publisher::with_options(&ctx, heartbeats).unwrap();
+    publisher.bind(&ep).unwrap();
+    assert!(publisher.wait_for_subscribers(1, WAIT));
+    publisher.send(Message::from_parts(["a", "3"])).unwrap();
+    assert_eq!(recv(&mut sub).frames()[1].as_ref(), b"3");
+    assert!(sub.stats().reconnects >= 1);
+}

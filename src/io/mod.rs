@@ -8,6 +8,7 @@
 //! ([`Context::kick`]), so a burst of sends costs one wake-up, not one per message.
 
 mod backoff;
+mod direct;
 mod mcast;
 mod reactor;
 mod stream;
@@ -26,6 +27,7 @@ use crate::proto::zmtp::Message;
 use crate::ring::Producer;
 use crate::socket::{Endpoint, Error, PeerShared, SocketOptions, SocketShared};
 
+pub(crate) use direct::{ConnIo, DirectConn};
 pub(crate) use mcast::{lock, open_socket, McastRx, McastTx};
 pub(crate) use stream::ConnectTarget;
 
@@ -36,6 +38,8 @@ pub(crate) type SocketId = u64;
 pub(crate) struct PeerLink {
     pub(crate) shared: Arc<PeerShared>,
     pub(crate) queue: Producer<Arc<Message>>,
+    /// The connection itself, for a busy-polling publisher that writes it directly.
+    pub(crate) direct: Option<Arc<Mutex<ConnIo>>>,
 }
 
 /// A multicast member of a socket, shared by its user handle and the I/O thread.
@@ -49,8 +53,12 @@ pub(crate) enum Member {
 pub(crate) enum Role {
     /// New peers' queues are sent through `attach`.
     Publisher { attach: Sender<PeerLink> },
-    /// Received messages go into `inbound`.
-    Subscriber { inbound: Producer<Message> },
+    /// Received messages go into `inbound`; a busy-polling subscriber's connections are
+    /// also handed over through `direct`.
+    Subscriber {
+        inbound: Producer<Message>,
+        direct: Option<Sender<DirectConn>>,
+    },
 }
 
 pub(crate) enum Command {
@@ -102,10 +110,6 @@ struct ContextInner {
     /// Set by a user thread that queued messages; cleared by the I/O thread just before
     /// it looks at every outbound ring.
     kicked: Arc<AtomicBool>,
-    /// Set while the I/O thread polls without sleeping (a busy-polling subscriber is
-    /// open): a kick then needs no system call, the thread looks at `kicked` within a
-    /// loop iteration.
-    spinning: Arc<AtomicBool>,
     next_socket: AtomicU64,
     thread: Mutex<Option<JoinHandle<()>>>,
 }
@@ -120,8 +124,7 @@ impl Context {
         let (commands, receiver): (Sender<Command>, Receiver<Command>) =
             crossbeam_channel::unbounded();
         let kicked = Arc::new(AtomicBool::new(false));
-        let spinning = Arc::new(AtomicBool::new(false));
-        let reactor = reactor::Reactor::new(poll, receiver, kicked.clone(), spinning.clone());
+        let reactor = reactor::Reactor::new(poll, receiver, kicked.clone());
         let thread = std::thread::Builder::new()
             .name("volley-io".into())
             .spawn(move || reactor.run())?;
@@ -130,7 +133,6 @@ impl Context {
                 commands,
                 waker,
                 kicked,
-                spinning,
                 next_socket: AtomicU64::new(1),
                 thread: Mutex::new(Some(thread)),
             }),
@@ -164,16 +166,9 @@ impl Context {
     /// after the I/O thread last looked costs a system call: the swap is an RMW, and the
     /// I/O thread clears the flag (also an RMW) before it drains, so a message pushed
     /// after its drain began is always followed by a fresh wake-up.
-    ///
-    /// While the I/O thread spins, no wake-up is needed. The order matters: the flag is
-    /// set before `spinning` is read, and the I/O thread clears `spinning` before it reads
-    /// the flag (all SeqCst), so a kick that skipped the wake-up is seen by the thread's
-    /// next look at the flag.
     #[inline]
     pub(crate) fn kick(&self) {
-        if !self.inner.kicked.swap(true, Ordering::SeqCst)
-            && !self.inner.spinning.load(Ordering::SeqCst)
-        {
+        if !self.inner.kicked.swap(true, Ordering::AcqRel) {
             let _ = self.inner.waker.wake();
         }
     }

@@ -4,7 +4,7 @@ use std::collections::HashMap;
 use std::io::{self, Read};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use bytes::{Bytes, BytesMut};
 use crossbeam_channel::{Receiver, TryRecvError};
@@ -14,12 +14,14 @@ use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token};
 
 use super::backoff::Backoff;
+use super::direct::USER_READ_IDLE;
 use super::stream::{ConnectTarget, Listener, Stream};
-use super::{Command, Member, PeerLink, Role, SocketId, WAKER_TOKEN};
+use super::{lock, Command, ConnIo, DirectConn, Member, PeerLink, Role, SocketId, WAKER_TOKEN};
 use crate::proto::zmtp::{Event, Heartbeat, Message, Session, SessionConfig, SessionError};
 use crate::ring::{spsc_polled, Consumer, RingConfig};
 use crate::socket::{Endpoint, PeerShared, SocketOptions, SocketShared};
 use crate::wire::zmtp::SocketType;
+use std::sync::Mutex;
 
 /// Stop moving queued messages into a session once it holds this many unsent bytes: the
 /// rest waits in the peer's ring, where the overflow policy sees it.
@@ -61,9 +63,9 @@ impl SocketEntry {
 
 struct Conn {
     socket: SocketId,
-    stream: Stream,
-    session: Session,
-    input: BytesMut,
+    /// The connection's bytes and protocol state; shared with a busy-polling user thread
+    /// that reads or writes it directly (see [`ConnIo`]).
+    io: Arc<Mutex<ConnIo>>,
     /// A non-blocking connect that has not completed yet.
     connecting: bool,
     dialer: Option<u64>,
@@ -97,11 +99,6 @@ pub(crate) struct Reactor {
     poll: Poll,
     commands: Receiver<Command>,
     kicked: Arc<AtomicBool>,
-    spinning: Arc<AtomicBool>,
-    /// Open sockets in `RecvMode::BusyPoll`: while there are any, the loop polls without
-    /// sleeping, so a message crosses this thread without a wake-up (a futex or eventfd
-    /// round trip costs more than the rest of the hop).
-    busy_sockets: usize,
     sockets: HashMap<SocketId, SocketEntry>,
     listeners: HashMap<Token, (SocketId, Listener)>,
     conns: HashMap<Token, Conn>,
@@ -117,18 +114,11 @@ pub(crate) struct Reactor {
 }
 
 impl Reactor {
-    pub(crate) fn new(
-        poll: Poll,
-        commands: Receiver<Command>,
-        kicked: Arc<AtomicBool>,
-        spinning: Arc<AtomicBool>,
-    ) -> Self {
+    pub(crate) fn new(poll: Poll, commands: Receiver<Command>, kicked: Arc<AtomicBool>) -> Self {
         Reactor {
             poll,
             commands,
             kicked,
-            spinning,
-            busy_sockets: 0,
             sockets: HashMap::new(),
             listeners: HashMap::new(),
             conns: HashMap::new(),
@@ -145,12 +135,9 @@ impl Reactor {
     pub(crate) fn run(mut self) {
         let mut events = Events::with_capacity(1024);
         loop {
-            let deadline = self.next_deadline();
-            let timeout = if self.busy_sockets > 0 {
-                Some(Duration::ZERO)
-            } else {
-                deadline.map(|d| d.saturating_duration_since(Instant::now()))
-            };
+            let timeout = self
+                .next_deadline()
+                .map(|d| d.saturating_duration_since(Instant::now()));
             if let Err(e) = self.poll.poll(&mut events, timeout) {
                 if e.kind() == io::ErrorKind::Interrupted {
                     continue;
@@ -178,16 +165,11 @@ impl Reactor {
             if !self.handle_commands(now) {
                 return;
             }
-            let kicked = self.kicked.swap(false, Ordering::SeqCst);
-            if kicked {
+            if self.kicked.swap(false, Ordering::AcqRel) {
+                self.close_failed(now);
                 self.service_all_outbound(now);
             }
             self.handle_timers(now);
-            if self.busy_sockets > 0 && events.is_empty() && !kicked {
-                // Spinning, with nothing to do: let the other threads of a small machine
-                // (the busy-polling application threads among them) have the core.
-                std::thread::yield_now();
-            }
         }
     }
 
@@ -202,7 +184,14 @@ impl Reactor {
             DialState::Waiting(t) => Some(t),
             DialState::Active => None,
         });
-        let sessions = self.conns.values().filter_map(|c| c.session.poll_timeout());
+        let sessions = self.conns.values().filter_map(|c| {
+            let io = lock(&c.io);
+            let user_idle = io.read_by_user.then(|| io.last_read + USER_READ_IDLE);
+            match (io.session.poll_timeout(), user_idle) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            }
+        });
         let members = self.members.values().filter_map(|(_, m)| match m {
             Member::Tx(tx) => crate::io::lock(tx).poll_timeout(),
             Member::Rx(rx) => crate::io::lock(rx).poll_timeout(),
@@ -233,10 +222,6 @@ impl Reactor {
                     options,
                     shared,
                 } => {
-                    if options.recv_mode == crate::socket::RecvMode::BusyPoll {
-                        self.busy_sockets += 1;
-                        self.spinning.store(true, Ordering::SeqCst);
-                    }
                     self.sockets.insert(
                         id,
                         SocketEntry {
@@ -410,13 +395,20 @@ impl Reactor {
             token,
             Interest::READABLE | Interest::WRITABLE,
         )?;
+        let io = Arc::new(Mutex::new(ConnIo {
+            stream,
+            session,
+            input: BytesMut::with_capacity(READ_CHUNK),
+            failed: false,
+            closed: false,
+            read_by_user: false,
+            last_read: now,
+        }));
         self.conns.insert(
             token,
             Conn {
                 socket,
-                stream,
-                session,
-                input: BytesMut::with_capacity(READ_CHUNK),
+                io,
                 connecting,
                 dialer,
                 outbound: None,
@@ -456,7 +448,7 @@ impl Reactor {
             if !writable {
                 return Ok(());
             }
-            match conn.stream.connect_result() {
+            match lock(&conn.io).stream.connect_result() {
                 Ok(true) => conn.connecting = false,
                 Ok(false) => return Ok(()),
                 Err(_) => return Err(Closing::Io),
@@ -473,21 +465,31 @@ impl Reactor {
             let Some(conn) = self.conns.get_mut(&token) else {
                 return Ok(());
             };
-            let n = match conn.stream.read(&mut self.scratch) {
+            let shared_io = conn.io.clone();
+            let mut io = lock(&shared_io);
+            let n = match io.stream.read(&mut self.scratch) {
                 Ok(0) => return Err(Closing::Eof),
                 Ok(n) => n,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(_) => return Err(Closing::Io),
             };
-            conn.input.extend_from_slice(&self.scratch[..n]);
-            let result = conn.session.handle_input(&mut conn.input, now);
-            self.dispatch_events(token);
+            let ConnIo { session, input, .. } = &mut *io;
+            input.extend_from_slice(&self.scratch[..n]);
+            let result = session.handle_input(input, now);
+            self.dispatch_events(token, &mut io);
+            drop(io);
             result.map_err(Closing::Session)?;
         }
     }
 
-    fn dispatch_events(&mut self, token: Token) {
+    fn dispatch_events(&mut self, token: Token, io: &mut ConnIo) {
+        let ConnIo {
+            stream,
+            session,
+            read_by_user,
+            ..
+        } = io;
         let Some(conn) = self.conns.get_mut(&token) else {
             return;
         };
@@ -496,7 +498,7 @@ impl Reactor {
         };
         // Counted once per call, not per message: a read can hold hundreds of messages.
         let (mut messages, mut bytes) = (0u64, 0u64);
-        while let Some(event) = conn.session.poll_event() {
+        while let Some(event) = session.poll_event() {
             match event {
                 Event::Ready { .. } => {
                     conn.ready = true;
@@ -508,28 +510,51 @@ impl Reactor {
                         d.ever_connected = true;
                         d.backoff.reset();
                     }
-                    if let Role::Publisher { attach } = &entry.role {
-                        // The I/O thread drains this ring when kicked, never parks on it.
-                        let config = RingConfig::with_policy(entry.options.policy);
-                        let (queue, consumer) = spsc_polled(entry.options.queue_capacity, config);
-                        conn.outbound = Some(consumer);
-                        let _ = attach.send(PeerLink {
-                            shared: conn.peer.clone(),
-                            queue,
-                        });
+                    let busy = entry.options.recv_mode == crate::socket::RecvMode::BusyPoll;
+                    match &entry.role {
+                        Role::Publisher { attach } => {
+                            // The I/O thread drains this ring when kicked, never parks on
+                            // it.
+                            let config = RingConfig::with_policy(entry.options.policy);
+                            let (queue, consumer) =
+                                spsc_polled(entry.options.queue_capacity, config);
+                            conn.outbound = Some(consumer);
+                            let _ = attach.send(PeerLink {
+                                shared: conn.peer.clone(),
+                                queue,
+                                direct: busy.then(|| conn.io.clone()),
+                            });
+                        }
+                        Role::Subscriber {
+                            direct: Some(direct),
+                            ..
+                        } => {
+                            // The user thread reads it from now on: readiness would only
+                            // wake this thread to lose the race for the lock.
+                            let _ =
+                                self.poll
+                                    .registry()
+                                    .reregister(stream, token, Interest::WRITABLE);
+                            *read_by_user = true;
+                            let _ = direct.send(DirectConn {
+                                io: conn.io.clone(),
+                                peer: conn.peer.clone(),
+                            });
+                        }
+                        Role::Subscriber { direct: None, .. } => {}
                     }
                 }
                 Event::Message(message) => {
                     messages += 1;
                     bytes += message.byte_len() as u64;
-                    if let Role::Subscriber { inbound } = &mut entry.role {
+                    if let Role::Subscriber { inbound, .. } = &mut entry.role {
                         // A refusal is counted by the ring (its policy); the I/O thread
                         // never waits here.
                         let _ = inbound.push(message);
                     }
                 }
                 Event::Subscribe(_) | Event::Cancel(_) => {
-                    let table = Arc::new(conn.session.peer_subscriptions().clone());
+                    let table = Arc::new(session.peer_subscriptions().clone());
                     if let Ok(mut g) = conn.peer.subscriptions.lock() {
                         *g = table;
                     }
@@ -563,12 +588,12 @@ impl Reactor {
             return Ok(());
         };
         let Conn {
-            stream,
-            session,
-            outbound,
-            peer,
-            ..
+            io, outbound, peer, ..
         } = conn;
+        let mut io = lock(io);
+        let ConnIo {
+            stream, session, ..
+        } = &mut *io;
         loop {
             // Whether the ring may still hold messages: the drain stopped at the session's
             // high-water mark rather than on an empty ring.
@@ -634,6 +659,7 @@ impl Reactor {
 
     fn handle_timers(&mut self, now: Instant) {
         self.member_timers(now);
+        self.read_idle_user_conns(now);
         self.due_dialers.clear();
         self.due_dialers.extend(
             self.dialers
@@ -649,7 +675,7 @@ impl Reactor {
         self.due.extend(
             self.conns
                 .iter()
-                .filter(|(_, c)| c.session.poll_timeout().is_some_and(|t| t <= now))
+                .filter(|(_, c)| lock(&c.io).session.poll_timeout().is_some_and(|t| t <= now))
                 .map(|(t, _)| *t),
         );
         for i in 0..self.due.len() {
@@ -657,7 +683,8 @@ impl Reactor {
             let Some(conn) = self.conns.get_mut(&token) else {
                 continue;
             };
-            let result = match conn.session.handle_timeout(now) {
+            let timed_out = lock(&conn.io).session.handle_timeout(now);
+            let result = match timed_out {
                 Ok(()) => self.service_out(token),
                 Err(e) => Err(Closing::Session(e)),
             };
@@ -680,10 +707,11 @@ impl Reactor {
         }
         self.due.clear();
         for (token, conn) in self.conns.iter_mut().filter(|(_, c)| c.socket == id) {
+            let mut io = lock(&conn.io);
             if subscribe {
-                conn.session.send_subscribe(&prefix);
+                io.session.send_subscribe(&prefix);
             } else {
-                conn.session.send_cancel(&prefix);
+                io.session.send_cancel(&prefix);
             }
             self.due.push(*token);
         }
@@ -696,14 +724,24 @@ impl Reactor {
     }
 
     fn close_conn(&mut self, token: Token, why: Closing, now: Instant) {
-        let Some(mut conn) = self.conns.remove(&token) else {
+        let Some(conn) = self.conns.remove(&token) else {
             return;
         };
-        if let Closing::Session(_) = why {
-            // The session may have queued an ERROR for the peer: one best-effort write.
-            let _ = conn.session.write_to(&mut conn.stream);
+        {
+            let mut io = lock(&conn.io);
+            let ConnIo {
+                stream, session, ..
+            } = &mut *io;
+            if let Closing::Session(_) = why {
+                // The session may have queued an ERROR for the peer: one best-effort write.
+                let _ = session.write_to(stream);
+            }
+            let _ = self.poll.registry().deregister(stream);
+            // A user thread holding this connection for direct I/O lets go of it, and
+            // the descriptor closes with the last holder.
+            io.closed = true;
+            let _ = io.stream.shutdown();
         }
-        let _ = self.poll.registry().deregister(&mut conn.stream);
         if let Some(entry) = self.sockets.get(&conn.socket) {
             if conn.ready {
                 entry.shared.remove_peer(&conn.peer);
@@ -765,14 +803,49 @@ impl Reactor {
                 let _ = self.poll.registry().deregister(&mut SourceFd(&fd));
             }
         }
-        if let Some(entry) = self.sockets.remove(&id) {
-            if entry.options.recv_mode == crate::socket::RecvMode::BusyPoll {
-                self.busy_sockets -= 1;
-                if self.busy_sockets == 0 {
-                    // Before this loop iteration reads `kicked` (see Context::kick).
-                    self.spinning.store(false, Ordering::SeqCst);
-                }
+        self.sockets.remove(&id);
+    }
+
+    /// Reads the connections their user thread has not read for a while: a PING is
+    /// answered, a closed peer noticed, and messages wait in the ring, not the kernel.
+    fn read_idle_user_conns(&mut self, now: Instant) {
+        self.due.clear();
+        self.due.extend(
+            self.conns
+                .iter()
+                .filter(|(_, c)| {
+                    let io = lock(&c.io);
+                    io.read_by_user && io.last_read + USER_READ_IDLE <= now
+                })
+                .map(|(t, _)| *t),
+        );
+        for i in 0..self.due.len() {
+            let token = self.due[i];
+            if let Some(conn) = self.conns.get(&token) {
+                lock(&conn.io).last_read = now;
             }
+            let result = self
+                .read_all(token, now)
+                .and_then(|()| self.service_out(token));
+            if let Err(why) = result {
+                self.close_conn(token, why, now);
+            }
+        }
+    }
+
+    /// Closes the connections a user thread found broken while reading or writing them
+    /// directly.
+    fn close_failed(&mut self, now: Instant) {
+        self.due.clear();
+        self.due.extend(
+            self.conns
+                .iter()
+                .filter(|(_, c)| lock(&c.io).failed)
+                .map(|(t, _)| *t),
+        );
+        for i in 0..self.due.len() {
+            let token = self.due[i];
+            self.close_conn(token, Closing::Io, now);
         }
     }
 }
@@ -780,7 +853,7 @@ impl Reactor {
 /// Runs `read` with a sink that pushes into the subscriber's inbound ring (a refusal is
 /// counted by the ring's policy; the I/O thread never waits) and counts what arrived.
 fn deliver_to(entry: &mut SocketEntry, read: impl FnOnce(&mut dyn FnMut(Message)) -> usize) {
-    let Role::Subscriber { inbound } = &mut entry.role else {
+    let Role::Subscriber { inbound, .. } = &mut entry.role else {
         return;
     };
     let (mut messages, mut bytes) = (0u64, 0u64);

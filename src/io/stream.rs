@@ -50,6 +50,14 @@ impl Stream {
         }
     }
 
+    /// Ends the connection in both directions now, whoever still holds the descriptor.
+    pub(crate) fn shutdown(&self) -> io::Result<()> {
+        match self {
+            Stream::Tcp(s) => s.shutdown(std::net::Shutdown::Both),
+            Stream::Unix(s) => s.shutdown(std::net::Shutdown::Both),
+        }
+    }
+
     pub(crate) fn peer_name(&self) -> String {
         match self {
             Stream::Tcp(s) => s

@@ -118,6 +118,12 @@ impl<T> Shared<T> {
     }
 
     #[inline(always)]
+    /// Items waiting in the ring and its overflow queue (not counting the consumer's
+    /// overflow batch): two or three loads, cheap enough for a producer's fast path.
+    fn waiting(&self) -> usize {
+        self.core.len() + self.overflow_queued.load(Ordering::Acquire)
+    }
+
     fn is_buffering(&self) -> bool {
         self.buffer_policy && self.overflow_queued.load(Ordering::Acquire) != 0
     }
@@ -427,6 +433,17 @@ impl<T> Producer<T> {
         self.shared.stats()
     }
 
+    /// Items pushed and not yet popped (approximate while the consumer runs; 0 means
+    /// everything pushed so far has been taken). Cheaper than [`stats`](Self::stats).
+    pub fn len(&self) -> usize {
+        self.shared.waiting()
+    }
+
+    /// Whether everything pushed so far has been popped.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
     /// Whether the consumer is gone (every push now fails with `Closed`).
     pub fn is_closed(&self) -> bool {
         self.shared.consumer_gone()
@@ -475,6 +492,17 @@ impl<T> MpscProducer<T> {
     /// A snapshot of the ring's counters.
     pub fn stats(&self) -> RingStats {
         self.shared.stats()
+    }
+
+    /// Items pushed and not yet popped (approximate while others push and pop).
+    /// Cheaper than [`stats`](Self::stats).
+    pub fn len(&self) -> usize {
+        self.shared.waiting()
+    }
+
+    /// Whether nothing is waiting.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
     }
 
     /// Whether the consumer is gone (every push now fails with `Closed`).

@@ -59,6 +59,29 @@ impl Peer {
     }
 }
 
+/// A busy-polling publisher writes a peer's connection itself when nothing older waits in
+/// that peer's ring and the I/O thread is not using the connection: `Some(true)` when
+/// the message went into the connection, `Some(false)` when the connection is broken,
+/// `None` to take the ring instead.
+fn write_directly(peer: &Peer, message: &Message) -> Option<bool> {
+    let io = peer.link.direct.as_ref()?;
+    let mut io = io.try_lock().ok()?;
+    // Under the lock the I/O thread is not draining the ring: if it is empty, every
+    // earlier message is already in the session, ahead of this one.
+    if !peer.link.queue.is_empty() || io.closed {
+        return None;
+    }
+    let written = io.write_message(message.frames());
+    if written {
+        let shared = &peer.link.shared;
+        shared.messages_out.fetch_add(1, Ordering::Relaxed);
+        shared
+            .bytes_out
+            .fetch_add(message.byte_len() as u64, Ordering::Relaxed);
+    }
+    Some(written)
+}
+
 fn drops(s: &RingStats) -> u64 {
     s.dropped_newest + s.dropped_oldest + s.timed_out
 }
@@ -119,18 +142,38 @@ impl Publisher {
         let message = Arc::new(message);
         let mut queued = 0;
         let mut any_closed = false;
+        let mut any_failed = false;
+        let mut queued_in_rings = 0;
         for peer in &mut self.peers {
             peer.refresh();
             if !peer.subscriptions.matches(message.topic()) {
                 continue;
             }
+            if let Some(written) = write_directly(peer, &message) {
+                if written {
+                    queued += 1;
+                    let shared = &self.handle.shared;
+                    shared.messages_out.fetch_add(1, Ordering::Relaxed);
+                    shared
+                        .bytes_out
+                        .fetch_add(message.byte_len() as u64, Ordering::Relaxed);
+                } else {
+                    any_failed = true;
+                }
+                continue;
+            }
             match peer.link.queue.push(message.clone()) {
-                Ok(()) => queued += 1,
+                Ok(()) => {
+                    queued += 1;
+                    queued_in_rings += 1;
+                }
                 Err(PushError::Closed(_)) => any_closed = true,
                 Err(_) => {}
             }
         }
-        if queued > 0 {
+        if queued_in_rings > 0 || any_failed {
+            // A direct write needs no kick: what a full socket did not take, the I/O
+            // thread writes on the socket's next writable edge.
             self.handle.context.kick();
         }
         if any_closed {

@@ -11,7 +11,7 @@ use super::multicast::{self, MulticastReceiverStats};
 use super::{
     check_capacity, Endpoint, Error, Message, RecvMode, SocketHandle, SocketOptions, SocketStats,
 };
-use crate::io::{lock, Command, Context, McastRx, Role};
+use crate::io::{lock, Command, Context, DirectConn, McastRx, Role};
 use crate::proto::subscriptions::SubscriptionTable;
 use crate::ring::{
     spsc, Consumer, OverflowPolicy, PopTimeoutError, RingConfig, RingStats, TryPopError,
@@ -35,7 +35,11 @@ pub struct Subscriber {
     /// This socket's subscriptions, for groups joined later.
     subscriptions: SubscriptionTable,
     groups: Vec<Arc<Mutex<McastRx>>>,
-    /// Messages this thread read from groups (BusyPoll), in order, not yet returned.
+    /// Connections the I/O thread handed over for direct reads (BusyPoll).
+    handed_over: Option<crossbeam_channel::Receiver<DirectConn>>,
+    conns: Vec<DirectConn>,
+    scratch: Vec<u8>,
+    /// Messages this thread read itself (BusyPoll), in order, not yet returned.
     pending: VecDeque<Message>,
 }
 
@@ -63,9 +67,19 @@ impl Subscriber {
             options.queue_capacity,
             RingConfig::with_policy(options.policy).wait(wait),
         );
+        let (direct, handed_over) = match options.recv_mode {
+            RecvMode::BusyPoll => {
+                let (tx, rx) = crossbeam_channel::unbounded();
+                (Some(tx), Some(rx))
+            }
+            RecvMode::Blocking => (None, None),
+        };
         let handle = SocketHandle::open(
             context,
-            Role::Subscriber { inbound: producer },
+            Role::Subscriber {
+                inbound: producer,
+                direct,
+            },
             options.clone(),
         )?;
         Ok(Subscriber {
@@ -74,6 +88,9 @@ impl Subscriber {
             options,
             subscriptions: SubscriptionTable::new(),
             groups: Vec::new(),
+            handed_over,
+            conns: Vec::new(),
+            scratch: Vec::new(),
             pending: VecDeque::new(),
         })
     }
@@ -136,9 +153,9 @@ impl Subscriber {
         })
     }
 
-    /// Whether this thread reads group sockets itself.
+    /// Whether this thread reads its sockets itself.
     fn reads_groups(&self) -> bool {
-        self.options.recv_mode == RecvMode::BusyPoll && !self.groups.is_empty()
+        self.options.recv_mode == RecvMode::BusyPoll
     }
 
     /// Reads every group this thread can lock now into `pending`. What the I/O thread
@@ -147,6 +164,7 @@ impl Subscriber {
     fn read_groups(&mut self) {
         let now = Instant::now();
         let limit = self.options.queue_capacity;
+        self.read_conns(now, limit);
         let (mut messages, mut bytes) = (0u64, 0u64);
         for group in &self.groups {
             let Ok(mut rx) = group.try_lock() else {
@@ -164,6 +182,56 @@ impl Subscriber {
             let shared = &self.handle.shared;
             shared.messages_in.fetch_add(messages, Ordering::Relaxed);
             shared.bytes_in.fetch_add(bytes, Ordering::Relaxed);
+        }
+    }
+
+    /// Reads the TCP/IPC connections the I/O thread handed over, like the groups.
+    fn read_conns(&mut self, now: Instant, limit: usize) {
+        if let Some(handed_over) = &self.handed_over {
+            self.conns.extend(handed_over.try_iter());
+        }
+        if self.conns.is_empty() {
+            return;
+        }
+        if self.scratch.is_empty() {
+            self.scratch = vec![0; 64 * 1024];
+        }
+        let mut any_failed = false;
+        let (mut total_messages, mut total_bytes) = (0u64, 0u64);
+        self.conns.retain(|conn| {
+            let Ok(mut io) = conn.io.try_lock() else {
+                return true; // the I/O thread is on it and will push what it reads
+            };
+            if io.closed {
+                return false;
+            }
+            let pending = &mut self.pending;
+            self.inbound.pop_batch(usize::MAX, |m| pending.push_back(m));
+            let (mut messages, mut bytes) = (0u64, 0u64);
+            io.read_messages(&mut self.scratch, now, limit, &mut |m: Message| {
+                messages += 1;
+                bytes += m.byte_len() as u64;
+                pending.push_back(m);
+            });
+            if messages > 0 {
+                conn.peer.messages_in.fetch_add(messages, Ordering::Relaxed);
+                conn.peer.bytes_in.fetch_add(bytes, Ordering::Relaxed);
+                total_messages += messages;
+                total_bytes += bytes;
+            }
+            any_failed |= io.failed;
+            true
+        });
+        if total_messages > 0 {
+            let shared = &self.handle.shared;
+            shared
+                .messages_in
+                .fetch_add(total_messages, Ordering::Relaxed);
+            shared.bytes_in.fetch_add(total_bytes, Ordering::Relaxed);
+        }
+        if any_failed {
+            // The I/O thread closes it (and reconnects, for a connect).
+            self.handle.context.kick();
         }
     }
 
