@@ -19,6 +19,9 @@ cargo fmt --all -- --check
 step "lint (cargo clippy --all-targets -D warnings)"
 cargo clippy --all-targets -- -D warnings
 
+step "API docs build without broken links (cargo doc -D warnings)"
+RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --lib
+
 step "interop peers: pyzmq and standardwebhooks in a venv under target/"
 bash scripts/setup-python.sh
 

@@ -5,7 +5,7 @@
 //! User threads talk to it two ways: rare requests (bind, connect, subscribe, close) go
 //! through a command channel plus the poll's waker; messages go through lock-free rings,
 //! and a user thread wakes the I/O thread only when it is not already due to look
-//! ([`Context::kick`]), so a burst of sends costs one wake-up, not one per message.
+//! (`Context::kick`), so a burst of sends costs one wake-up, not one per message.
 
 mod backoff;
 mod direct;

@@ -21,8 +21,8 @@ use crate::ring::{PushError, RingStats};
 /// A PUB socket: [`send`](Publisher::send) queues a message for every connected subscriber
 /// whose subscriptions match its first frame (filtering happens here, at the publisher,
 /// as ZeroMQ does over TCP). Subscribers that connect later miss what was sent before
-/// their subscription arrived (ZeroMQ's "slow joiner"); [`wait_for_subscribers`]
-/// (Publisher::wait_for_subscribers) bridges that gap where it matters.
+/// their subscription arrived (ZeroMQ's "slow joiner");
+/// [`wait_for_subscribers`](Publisher::wait_for_subscribers) bridges that gap where it matters.
 ///
 /// Implementation notes: each peer has its own SPSC ring from this handle to the I/O
 /// thread, so the overflow policy applies per peer and a slow subscriber never stalls the
