@@ -20,10 +20,14 @@
  *       prints RTT/2 (one-way estimate) p50/p99/mean in microseconds. --busy receives with
  *       ZMQ_DONTWAIT in a spin loop instead of blocking (libzmq has no true busy-poll: its
  *       I/O thread still sleeps in epoll).
- *   libzmq_bench raw [--size B] [--count N] [--warmup W] [--busy]
+ *   libzmq_bench raw [--size B] [--count N] [--warmup W] [--busy] [--pair]
  *       The baseline: a plain TCP connection on loopback (TCP_NODELAY), B-byte messages
  *       bounced between two threads. Blocking read()/write(), or with --busy a
- *       non-blocking socket polled with recv() in a spin loop. Same output as lat.
+ *       non-blocking socket polled with recv() in a spin loop. With --pair, pings go over
+ *       one connection and pongs over a second, each one-way: the topology of the two
+ *       PUB->SUB pairs that lat (and volley's ping-pong) use, where every data segment
+ *       is answered by a separate ACK instead of riding on the reply. Same output as lat
+ *       (impl=raw-pair).
  *
  * Output: one machine-readable line per run, e.g.
  *   RESULT impl=libzmq mode=thr size=64 count=1000000 received=1000000 secs=0.512 msgs_per_s=1953125 mb_per_s=125.00
@@ -52,6 +56,7 @@ static size_t opt_size = 64;
 static long opt_count = 0;
 static long opt_warmup = 1000;
 static int opt_busy = 0;
+static int opt_pair = 0;
 
 static void die(const char *what)
 {
@@ -357,7 +362,8 @@ static void raw_setup(int fd)
 }
 
 struct raw_ponger {
-    int fd;
+    int in_fd;
+    int out_fd;
     long rounds;
 };
 
@@ -366,19 +372,16 @@ static void *raw_ponger_main(void *arg)
     struct raw_ponger *p = arg;
     unsigned char *buf = calloc(1, opt_size ? opt_size : 1);
     for (long i = 0; i < p->rounds; i++) {
-        raw_read(p->fd, buf, opt_size);
-        raw_write(p->fd, buf, opt_size);
+        raw_read(p->in_fd, buf, opt_size);
+        raw_write(p->out_fd, buf, opt_size);
     }
     free(buf);
     return NULL;
 }
 
-static void run_raw(void)
+/* A connected loopback pair: *client and *server. */
+static void raw_connect(int *client, int *server)
 {
-    if (opt_size == 0) {
-        fprintf(stderr, "libzmq_bench: raw needs --size >= 1\n");
-        exit(1);
-    }
     int lfd = socket(AF_INET, SOCK_STREAM, 0);
     struct sockaddr_in addr = {.sin_family = AF_INET, .sin_port = 0};
     addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
@@ -395,9 +398,32 @@ static void run_raw(void)
     close(lfd);
     raw_setup(cfd);
     raw_setup(afd);
+    *client = cfd;
+    *server = afd;
+}
+
+static void run_raw(void)
+{
+    if (opt_size == 0) {
+        fprintf(stderr, "libzmq_bench: raw needs --size >= 1\n");
+        exit(1);
+    }
+    /* One connection carries pings and pongs both ways; with --pair, pings go over one
+     * connection and pongs over another, each one-way, as PUB->SUB pairs do. */
+    int cfd, afd, ping_in, pong_out;
+    raw_connect(&cfd, &afd);
+    int pong_in = cfd, ping_out = cfd;
+    ping_in = afd;
+    pong_out = afd;
+    int cfd2 = -1, afd2 = -1;
+    if (opt_pair) {
+        raw_connect(&cfd2, &afd2);
+        pong_out = cfd2; /* the ponger writes on its own connection */
+        pong_in = afd2;
+    }
 
     long total = opt_warmup + opt_count;
-    struct raw_ponger p = {.fd = afd, .rounds = total};
+    struct raw_ponger p = {.in_fd = ping_in, .out_fd = pong_out, .rounds = total};
     pthread_t th;
     pthread_create(&th, NULL, raw_ponger_main, &p);
 
@@ -406,8 +432,8 @@ static void run_raw(void)
     for (long i = 0; i < total; i++) {
         put_seq(buf, opt_size, (uint64_t)i);
         uint64_t t0 = now_ns();
-        raw_write(cfd, buf, opt_size);
-        raw_read(cfd, buf, opt_size);
+        raw_write(ping_out, buf, opt_size);
+        raw_read(pong_in, buf, opt_size);
         uint64_t t1 = now_ns();
         if (get_seq(buf, opt_size) != (uint64_t)i) {
             fprintf(stderr, "libzmq_bench: raw pong %ld does not echo its ping\n", i);
@@ -417,11 +443,15 @@ static void run_raw(void)
             rtt[i - opt_warmup] = t1 - t0;
     }
     pthread_join(th, NULL);
-    report_lat("raw", rtt, opt_count);
+    report_lat(opt_pair ? "raw-pair" : "raw", rtt, opt_count);
     free(rtt);
     free(buf);
     close(cfd);
     close(afd);
+    if (opt_pair) {
+        close(cfd2);
+        close(afd2);
+    }
 }
 
 /* ---- main ---------------------------------------------------------------------------- */
@@ -431,7 +461,7 @@ static void usage(void)
     fprintf(stderr,
             "usage: libzmq_bench thr [--size B] [--count N]\n"
             "       libzmq_bench lat [--size B] [--count N] [--warmup W] [--busy]\n"
-            "       libzmq_bench raw [--size B] [--count N] [--warmup W] [--busy]\n"
+            "       libzmq_bench raw [--size B] [--count N] [--warmup W] [--busy] [--pair]\n"
             "defaults: --size 64, --count 1000000 (thr) / 20000 (lat, raw), --warmup 1000\n");
     exit(2);
 }
@@ -444,6 +474,8 @@ int main(int argc, char **argv)
     for (int i = 2; i < argc; i++) {
         if (!strcmp(argv[i], "--busy"))
             opt_busy = 1;
+        else if (!strcmp(argv[i], "--pair"))
+            opt_pair = 1;
         else if (i + 1 < argc && !strcmp(argv[i], "--size"))
             opt_size = (size_t)strtoul(argv[++i], NULL, 10);
         else if (i + 1 < argc && !strcmp(argv[i], "--count"))

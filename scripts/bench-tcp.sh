@@ -121,6 +121,7 @@ for size in 64 1024; do
             run "libzmq lat-$recv $size" p50_us p99_us -- "$C_BIN" lat --size "$size" --count "$LAT_COUNT" "${busy[@]}"
         fi
         run "raw lat-$recv $size" p50_us p99_us -- "$C_BIN" raw --size "$size" --count "$LAT_COUNT" "${busy[@]}"
+        run "rawpair lat-$recv $size" p50_us p99_us -- "$C_BIN" raw --pair --size "$size" --count "$LAT_COUNT" "${busy[@]}"
     done
 done
 elapsed=$(($(date +%s) - start))
@@ -135,28 +136,28 @@ verdict() { # verdict RATIO OP LIMIT -> met / MISSED
         ok = (op == ">=") ? (r + 0 >= l + 0) : (r + 0 <= l + 0)
         print ok ? "met" : "MISSED" }'
 }
-row() { # row LABEL VOLLEY LIBZMQ RAW TARGET_TEXT RATIO_FOR_TARGET OP LIMIT
+row() { # row LABEL VOLLEY LIBZMQ RAW RAWPAIR TARGET_TEXT RATIO_FOR_TARGET OP LIMIT
     local r
     r=$(ratio "$2" "$3")
-    local t="$5"
-    [ -n "$t" ] && t="$t: $(verdict "$6" "$7" "$8")"
-    printf '%-26s %12s %12s %10s %9s   %s\n' "$1" "$2" "$3" "$4" "$r" "$t"
+    local t="$6"
+    [ -n "$t" ] && t="$t: $(verdict "$7" "$8" "$9")"
+    printf '%-26s %12s %12s %10s %10s %9s   %s\n' "$1" "$2" "$3" "$4" "$5" "$r" "$t"
 }
 
 echo
 echo "TCP pub/sub on loopback, $(nproc) cores, libzmq $(pkg-config --modversion libzmq); median of $REPS runs; took ${elapsed}s"
 echo "messages: topic frame \"bench\" + payload; latency = RTT/2 over $LAT_COUNT round trips, microseconds"
 echo
-printf '%-26s %12s %12s %10s %9s   %s\n' "measurement" "volley" "libzmq" "raw tcp" "v/libzmq" "target"
-printf '%-26s %12s %12s %10s %9s   %s\n' "-----------" "------" "------" "-------" "--------" "------"
+printf '%-26s %12s %12s %10s %10s %9s   %s\n' "measurement" "volley" "libzmq" "raw tcp" "raw pair" "v/libzmq" "target"
+printf '%-26s %12s %12s %10s %10s %9s   %s\n' "-----------" "------" "------" "-------" "--------" "--------" "------"
 for size in 64 1024; do
     v=$(median "volley thr $size msgs_per_s"); l=$(median "libzmq thr $size msgs_per_s")
     if [ "$size" = 64 ]; then
-        row "thr $size B msgs/s" "$v" "$l" "" "volley >= 3x libzmq" "$(ratio "$v" "$l")" ">=" 3
+        row "thr $size B msgs/s" "$v" "$l" "" "" "volley >= 3x libzmq" "$(ratio "$v" "$l")" ">=" 3
     else
-        row "thr $size B msgs/s" "$v" "$l" "" ""
+        row "thr $size B msgs/s" "$v" "$l" "" "" ""
     fi
-    row "thr $size B MB/s" "$(median "volley thr $size mb_per_s")" "$(median "libzmq thr $size mb_per_s")" "" ""
+    row "thr $size B MB/s" "$(median "volley thr $size mb_per_s")" "$(median "libzmq thr $size mb_per_s")" "" "" ""
 done
 for size in 64 1024; do
     for recv in blocking busy; do
@@ -164,13 +165,14 @@ for size in 64 1024; do
             v=$(median "volley lat-$recv $size ${q}_us")
             l=$(median "libzmq lat-$recv $size ${q}_us")
             raw=$(median "raw lat-$recv $size ${q}_us")
+            pair=$(median "rawpair lat-$recv $size ${q}_us")
             label="lat $size B $recv $q us"
             if [ "$q" = p50 ] && [ "$recv" = blocking ]; then
-                row "$label" "$v" "$l" "$raw" "volley <= libzmq" "$(ratio "$v" "$l")" "<=" 1
+                row "$label" "$v" "$l" "$raw" "$pair" "volley <= libzmq" "$(ratio "$v" "$l")" "<=" 1
             elif [ "$q" = p50 ] && [ "$recv" = busy ]; then
-                row "$label" "$v" "$l" "$raw" "volley/raw $(ratio "$v" "$raw") <= 1.5" "$(ratio "$v" "$raw")" "<=" 1.5
+                row "$label" "$v" "$l" "$raw" "$pair" "volley/raw $(ratio "$v" "$raw") <= 1.5 (volley/raw pair $(ratio "$v" "$pair"))" "$(ratio "$v" "$raw")" "<=" 1.5
             else
-                row "$label" "$v" "$l" "$raw" ""
+                row "$label" "$v" "$l" "$raw" "$pair" ""
             fi
         done
     done
@@ -178,6 +180,8 @@ done
 echo
 echo "libzmq busy = ZMQ_DONTWAIT receive in a spin loop (its I/O thread still sleeps in epoll);"
 echo "raw busy = non-blocking TCP socket polled with recv() in a spin loop; raw blocking = read()/write()."
+echo "raw pair = the same over two one-way connections (pings on one, pongs on the other), the"
+echo "topology of pub/sub ping-pong: the target compares with raw, the pair shows the topology's share."
 echo "Every RESULT line: $RAW_OUT"
 
 if [ "$failures" -gt 0 ]; then
