@@ -1,5 +1,5 @@
 // The checks of the `webhook_parse` fuzz target, shared (through `include!`) with the
-// stable-toolchain smoke run in tests/fuzz_smoke_webhook.rs, so both exercise the same
+// stable-toolchain smoke run in tests/fuzz_smoke.rs, so both exercise the same
 // code: every text the webhook module parses from outside (dead-letter files, secrets,
 // retry schedules, signature headers).
 
