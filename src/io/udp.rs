@@ -109,6 +109,47 @@ impl McastSocket {
         &self.socket
     }
 
+    /// Makes the kernel drop every datagram but NAKs before it queues them (a classic
+    /// BPF socket filter on the kind byte). A publisher's socket is joined to its group to
+    /// hear NAKs, so it also hears its own data and everyone else's on loopback or a busy
+    /// group: without the filter, each of those would wake the I/O thread for nothing.
+    pub(crate) fn accept_only_naks(&self) -> io::Result<()> {
+        // A UDP socket's filter sees the datagram from its UDP header (8 bytes) on; the
+        // kind is byte 3 of our preamble. A shorter datagram fails the load: dropped.
+        let kind_offset = 8 + 3;
+        let nak = u32::from(crate::wire::mcast::KIND_NAK);
+        let program = [
+            bpf(
+                libc::BPF_LD | libc::BPF_B | libc::BPF_ABS,
+                0,
+                0,
+                kind_offset,
+            ),
+            bpf(libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K, 0, 1, nak),
+            bpf(libc::BPF_RET | libc::BPF_K, 0, 0, u32::MAX),
+            bpf(libc::BPF_RET | libc::BPF_K, 0, 0, 0),
+        ];
+        let fprog = libc::sock_fprog {
+            len: program.len() as u16,
+            filter: program.as_ptr() as *mut libc::sock_filter,
+        };
+        // SAFETY: a valid descriptor; `fprog` points at `program`, both live across the
+        // call, and the kernel copies the program before returning.
+        let rc = unsafe {
+            libc::setsockopt(
+                self.socket.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_ATTACH_FILTER,
+                (&fprog as *const libc::sock_fprog).cast(),
+                mem::size_of::<libc::sock_fprog>() as libc::socklen_t,
+            )
+        };
+        if rc != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(())
+    }
+
     /// Sends `datagrams` to the group with as few system calls as possible. Returns how
     /// many went out; stops early on `WouldBlock` (the socket's send buffer is full) or an
     /// error, which it returns if nothing was sent.
@@ -239,6 +280,15 @@ impl McastSocket {
         let previous = self.last_overflow.unwrap_or(0);
         self.kernel_drops += u64::from(count.wrapping_sub(previous));
         self.last_overflow = Some(count);
+    }
+}
+
+fn bpf(code: u32, jt: u8, jf: u8, k: u32) -> libc::sock_filter {
+    libc::sock_filter {
+        code: code as u16,
+        jt,
+        jf,
+        k,
     }
 }
 
@@ -399,6 +449,27 @@ mod tests {
             rx.recv_buffer
         );
         assert_eq!(received + rx.kernel_drops, sent + 1, "received {received}");
+    }
+
+    #[test]
+    fn a_nak_filter_lets_naks_through_and_nothing_else() {
+        let mut rx = member(0, 1 << 20);
+        rx.accept_only_naks().unwrap();
+        let tx = member(rx.group().port(), 1 << 20);
+        let mut nak = *b"VY\x01\x03 and the rest of a NAK";
+        let mut data = nak;
+        data[3] = crate::wire::mcast::KIND_DATA;
+        nak[4] = b'!';
+        let sent = tx.send_batch(&[&data, b"VY", &nak, b"", &data]).unwrap();
+        assert_eq!(sent, 5);
+        let mut batch = RecvBatch::new();
+        let mut got = Vec::new();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_millis(500);
+        while std::time::Instant::now() < deadline {
+            rx.recv_batch(&mut batch).unwrap();
+            got.extend(batch.datagrams().map(|(d, _)| d.to_vec()));
+        }
+        assert_eq!(got, [nak.to_vec()]);
     }
 
     #[test]

@@ -2,9 +2,12 @@
 //! [`Subscriber`](super::Subscriber): options, joining a group, and the counters.
 //!
 //! A `bind` or `connect` to `udp://GROUP:PORT` joins the group (both words mean the same
-//! thing for multicast). The publisher encodes and sends on the calling thread; the
+//! thing for multicast). The publisher encodes and sends on the calling thread; its
+//! socket hears only NAKs (a kernel filter drops the rest, its own data included). The
 //! subscriber's messages arrive through its inbound ring (blocking mode) or are read by
-//! the calling thread itself ([`RecvMode::BusyPoll`](super::RecvMode::BusyPoll)). Filtering
+//! the calling thread itself ([`RecvMode::BusyPoll`](super::RecvMode::BusyPoll)), the
+//! socket's only reader then: the I/O thread runs its timers, and what arrives while
+//! the thread is elsewhere waits in the kernel's receive buffer. Filtering
 //! by topic prefix happens at each subscriber, since every member receives every datagram.
 
 use std::sync::{Arc, Mutex};
@@ -23,9 +26,10 @@ use crate::socket::UdpEndpoint;
 /// full datagrams while the reading thread is descheduled.
 pub const DEFAULT_RECV_BUFFER: usize = 4 << 20;
 
-/// Default linger of a publisher's partly filled datagram. A send after a quiet spell
-/// (no datagram for this long) goes out at once; during a burst, messages share
-/// datagrams for up to this long. Set 0 for a datagram per send.
+/// Default linger of a publisher's partly filled datagram. A send that comes 2 µs or
+/// more after the previous `send` returned goes out at once (so request/response traffic
+/// never waits); during a burst of back-to-back sends, messages share datagrams for up to
+/// this long. Set 0 for a datagram per send.
 pub const DEFAULT_LINGER: std::time::Duration = std::time::Duration::from_micros(50);
 
 /// How a socket's multicast members behave. Reliable mode must be chosen on both sides
@@ -143,6 +147,7 @@ pub(crate) fn join_tx(
         options.multicast.recv_buffer,
     )?;
     warn(warning);
+    socket.accept_only_naks()?;
     let joined = with_real_port(endpoint, socket.group().port());
     let sender = Sender::new(config, random_session_id(), Instant::now())
         .map_err(|e| Error::InvalidOption(e.to_string()))?;
@@ -172,6 +177,7 @@ pub(crate) fn join_rx(
         joined.clone(),
         &multicast.loss,
         subscriptions,
+        options.recv_mode == super::RecvMode::BusyPoll,
     )));
     register(context, id, Member::Rx(rx.clone()))?;
     Ok((rx, joined))
