@@ -1,4 +1,4 @@
-//! cargo run --release --example mcast_bench -- lat|thr [--impl volley|raw] [--size B] [--count N] [--warmup W] [--reliable] [--loss P] [--linger-us U]
+//! cargo run --release --example mcast_bench -- lat|thr [--impl volley|raw] [--size B] [--count N] [--warmup W] [--reliable] [--loss P] [--linger-us U] [--datagram B]
 //!
 //! The multicast benchmarks `scripts/bench-mcast.sh` runs, on loopback groups
 //! (`iface=127.0.0.1`), volley against a raw non-blocking UDP socket:
@@ -14,7 +14,9 @@
 //!   datagrams (the default 50 µs linger); raw sends one datagram per message. The
 //!   clock runs at the receiver from the first message to the last one accounted for;
 //!   without flow control in multicast, what the receiver could not keep up with is lost
-//!   and reported (volley counts it exactly; for raw it is N minus what arrived).
+//!   and reported (volley counts it exactly; for raw it is N minus what arrived). The
+//!   publisher's CPU time per message is printed too: on a shared host it does not
+//!   depend on how much of the core other processes took.
 //!
 //! `--reliable` turns on NAK-based repair on both sides, `--loss P` the loss generator
 //! in the receive path of every volley subscriber (drop probability P): `--reliable
@@ -23,7 +25,7 @@
 //!
 //! Output, one line per run:
 //!   RESULT impl=volley mode=lat size=64 rounds=20000 reliable=0 loss=0 p50_us=.. p99_us=.. mean_us=..
-//!   RESULT impl=volley mode=thr size=64 count=2000000 reliable=0 loss=0 received=.. lost=.. secs=.. msgs_per_s=.. send_msgs_per_s=..
+//!   RESULT impl=volley mode=thr size=64 count=2000000 reliable=0 loss=0 received=.. lost=.. secs=.. msgs_per_s=.. send_cpu_ns_per_msg=..
 
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, UdpSocket};
 use std::process::ExitCode;
@@ -49,11 +51,12 @@ struct Args {
     reliable: bool,
     loss: f64,
     linger_us: Option<u64>,
+    datagram: Option<usize>,
 }
 
 fn parse_args() -> Res<Args> {
     let usage = "usage: mcast_bench lat|thr [--impl volley|raw] [--size B] [--count N] \
-                 [--warmup W] [--reliable] [--loss P] [--linger-us U]\n\
+                 [--warmup W] [--reliable] [--loss P] [--linger-us U] [--datagram B]\n\
                  defaults: --impl volley --size 64 --count 20000 (lat) / 2000000 (thr) --warmup 1000";
     let mut it = std::env::args().skip(1);
     let mode = it.next().ok_or(usage)?;
@@ -66,6 +69,7 @@ fn parse_args() -> Res<Args> {
         reliable: false,
         loss: 0.0,
         linger_us: None,
+        datagram: None,
     };
     while let Some(a) = it.next() {
         let mut value = |name: &str| -> Res<String> {
@@ -90,6 +94,13 @@ fn parse_args() -> Res<Args> {
                     value("--linger-us")?
                         .parse()
                         .map_err(|_| bad("--linger-us"))?,
+                )
+            }
+            "--datagram" => {
+                args.datagram = Some(
+                    value("--datagram")?
+                        .parse()
+                        .map_err(|_| bad("--datagram"))?,
                 )
             }
             "--reliable" => args.reliable = true,
@@ -135,6 +146,9 @@ fn options(args: &Args, recv_mode: RecvMode) -> SocketOptions {
     };
     if args.reliable {
         options.multicast = options.multicast.reliable();
+    }
+    if let Some(size) = args.datagram {
+        options.multicast.sender.max_datagram_size = size;
     }
     if let Some(us) = args.linger_us {
         options.multicast.sender.linger = Duration::from_micros(us);
@@ -232,6 +246,18 @@ fn volley_recv(sub: &mut Subscriber, deadline: Instant) -> Res<Message> {
             ));
         }
     }
+}
+
+/// CPU time this thread has used: unlike the wall clock, it does not count the time
+/// other processes on a shared host took the core.
+fn thread_cpu() -> Duration {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: a valid clock id and a pointer to a timespec that lives across the call.
+    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
 }
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {
@@ -368,12 +394,12 @@ fn thr(args: &Args) -> Res<()> {
             });
             thread::sleep(Duration::from_millis(50));
             let mut datagram = vec![0x5au8; args.size];
-            let t = Instant::now();
+            let cpu = thread_cpu();
             for i in 0..n {
                 datagram[..8].copy_from_slice(&i.to_le_bytes());
                 raw_send_spin(&tx, &datagram, to)?;
             }
-            let send_secs = t.elapsed().as_secs_f64();
+            let send_secs = (thread_cpu() - cpu).as_secs_f64();
             Ok::<_, String>((counter.join().map_err(|_| "counter panicked")?, send_secs))
         })?
     } else {
@@ -427,7 +453,7 @@ fn thr(args: &Args) -> Res<()> {
             });
             thread::sleep(Duration::from_millis(50));
             let mut payload = vec![0x5au8; args.size];
-            let t = Instant::now();
+            let cpu = thread_cpu();
             for i in 0..n {
                 payload[..8].copy_from_slice(&i.to_le_bytes());
                 publisher
@@ -435,7 +461,7 @@ fn thr(args: &Args) -> Res<()> {
                     .map_err(|e| e.to_string())?;
             }
             publisher.flush(Duration::from_secs(5));
-            let send_secs = t.elapsed().as_secs_f64();
+            let send_secs = (thread_cpu() - cpu).as_secs_f64();
             let got = counter.join().map_err(|_| "counter panicked")?;
             let stats = &publisher.multicast_stats()[0].protocol;
             eprintln!(
@@ -446,16 +472,17 @@ fn thr(args: &Args) -> Res<()> {
         })?
     };
     println!(
-        "RESULT impl={} mode=thr size={} count={n} reliable={} loss={} received={} lost={} secs={:.3} msgs_per_s={:.0} send_msgs_per_s={:.0}",
+        "RESULT impl={} mode=thr size={} count={n} datagram={} reliable={} loss={} received={} lost={} secs={:.3} msgs_per_s={:.0} send_cpu_ns_per_msg={:.0}",
         if args.raw { "raw" } else { "volley" },
         args.size,
+        if args.raw { args.size } else { args.datagram.unwrap_or(1400) },
         u8::from(args.reliable),
         args.loss,
         got.received,
         got.lost,
         got.secs,
         got.received as f64 / got.secs.max(1e-9),
-        n as f64 / send_secs.max(1e-9)
+        send_secs * 1e9 / n as f64
     );
     Ok(())
 }
