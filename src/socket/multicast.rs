@@ -9,6 +9,27 @@
 //! socket's only reader then: the I/O thread runs its timers, and what arrives while
 //! the thread is elsewhere waits in the kernel's receive buffer. Filtering
 //! by topic prefix happens at each subscriber, since every member receives every datagram.
+//!
+//! ```no_run
+//! use volley::proto::mcast::LossConfig;
+//! use volley::socket::{Message, Publisher, SocketOptions, Subscriber};
+//!
+//! let group = "udp://239.255.0.77:7777?iface=127.0.0.1"; // loopback: no network needed
+//! let mut options = SocketOptions::default();
+//! options.multicast = options.multicast.reliable(); // both sides; default best effort
+//! // The loss generator, for tests: 5% of received datagrams dropped, seeded.
+//! options.multicast.loss = LossConfig::drop_rate(0.05, 7);
+//! let mut sub = Subscriber::with_options(volley::io::Context::global()?, options.clone())?;
+//! sub.connect(group)?;
+//! sub.subscribe("cpu.")?;
+//! let mut publisher = Publisher::with_options(volley::io::Context::global()?, options)?;
+//! publisher.bind(group)?;
+//! publisher.send(Message::from_parts(["cpu.load", "0.42"]))?;
+//! let msg = sub.recv()?;
+//! let counters = sub.multicast_stats()[0].protocol.total();
+//! println!("{msg:?}: {} delivered, {} lost", counters.delivered_messages, counters.lost_messages);
+//! # Ok::<(), volley::socket::Error>(())
+//! ```
 
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
