@@ -351,12 +351,13 @@ impl McastRx {
 pub(crate) fn open_socket(
     endpoint: &Endpoint,
     recv_buffer: usize,
+    join: bool,
 ) -> io::Result<(McastSocket, Option<String>)> {
     let Endpoint::Udp(udp) = endpoint else {
         return Err(io::Error::other(format!(
             "{endpoint}: not a udp:// endpoint"
         )));
     };
-    McastSocket::open(udp, recv_buffer)
+    McastSocket::open(udp, recv_buffer, join)
         .map_err(|e| io::Error::new(e.kind(), format!("{endpoint}: {e}")))
 }

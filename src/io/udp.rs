@@ -39,10 +39,13 @@ pub(crate) struct McastSocket {
 
 impl McastSocket {
     /// Opens a member of `endpoint`'s group. Returns a warning when the kernel granted a
-    /// smaller receive buffer than `recv_buffer` asked for.
+    /// smaller receive buffer than `recv_buffer` asked for. With `join` false the socket
+    /// only sends: it hears nothing, not even its own datagrams (a best-effort publisher,
+    /// which has nothing to read, spares the kernel a copy of every datagram it sends).
     pub(crate) fn open(
         endpoint: &UdpEndpoint,
         recv_buffer: usize,
+        join: bool,
     ) -> io::Result<(McastSocket, Option<String>)> {
         let group = endpoint.group_addr();
         let domain = match group {
@@ -73,14 +76,18 @@ impl McastSocket {
                 // Binding the group address (not 0.0.0.0) keeps other groups' traffic on
                 // this port out, on every OS.
                 socket.bind(&SockAddr::from(SocketAddrV4::new(*g.ip(), g.port())))?;
-                socket.join_multicast_v4(g.ip(), &iface)?;
+                if join {
+                    socket.join_multicast_v4(g.ip(), &iface)?;
+                }
             }
             SocketAddr::V6(g) => {
                 socket.set_only_v6(true)?;
                 socket.set_multicast_loop_v6(endpoint.loopback)?;
                 socket.set_multicast_hops_v6(endpoint.ttl)?;
                 socket.bind(&SockAddr::from(SocketAddrV6::new(*g.ip(), g.port(), 0, 0)))?;
-                socket.join_multicast_v6(g.ip(), 0)?;
+                if join {
+                    socket.join_multicast_v6(g.ip(), 0)?;
+                }
             }
         }
         enable_overflow_count(&socket)?;
@@ -412,7 +419,9 @@ mod tests {
             ttl: 1,
             loopback: true,
         };
-        McastSocket::open(&endpoint, recv_buffer).expect("join").0
+        McastSocket::open(&endpoint, recv_buffer, true)
+            .expect("join")
+            .0
     }
 
     #[test]

@@ -3,7 +3,8 @@
 //!
 //! A `bind` or `connect` to `udp://GROUP:PORT` joins the group (both words mean the same
 //! thing for multicast). The publisher encodes and sends on the calling thread; its
-//! socket hears only NAKs (a kernel filter drops the rest, its own data included). The
+//! socket hears only NAKs (a kernel filter drops the rest, its own data included), and
+//! a best-effort publisher's socket does not even join the group. The
 //! subscriber's messages arrive through its inbound ring (blocking mode) or are read by
 //! the calling thread itself ([`RecvMode::BusyPoll`](super::RecvMode::BusyPoll)), the
 //! socket's only reader then: the I/O thread runs its timers, and what arrives while
@@ -161,11 +162,14 @@ pub(crate) fn join_tx(
 ) -> Result<(Arc<Mutex<McastTx>>, Endpoint), Error> {
     let config = options.multicast.sender.clone();
     check(config.validate())?;
-    // A publisher reads only NAKs, but with loopback on it also hears its own data: a
-    // small buffer would overflow with that and lose the NAKs.
+    // Only a reliable publisher reads (NAKs): a best-effort one does not join the group,
+    // so the kernel does not hand it a copy of everything sent there. A reliable one's
+    // kernel filter admits NAKs only, so its own data (loopback) does not wake the I/O
+    // thread or crowd the NAKs out of the buffer.
     let (socket, warning) = open_socket(
         &Endpoint::Udp(endpoint.clone()),
         options.multicast.recv_buffer,
+        config.reliable,
     )?;
     warn(warning);
     socket.accept_only_naks()?;
@@ -187,7 +191,11 @@ pub(crate) fn join_rx(
 ) -> Result<(Arc<Mutex<McastRx>>, Endpoint), Error> {
     let multicast = &options.multicast;
     check(multicast.receiver.validate())?;
-    let (socket, warning) = open_socket(&Endpoint::Udp(endpoint.clone()), multicast.recv_buffer)?;
+    let (socket, warning) = open_socket(
+        &Endpoint::Udp(endpoint.clone()),
+        multicast.recv_buffer,
+        true,
+    )?;
     warn(warning);
     let joined = with_real_port(endpoint, socket.group().port());
     let receiver = Receiver::new(multicast.receiver.clone(), Instant::now())
