@@ -12,7 +12,7 @@
 //! * `thr`: one publisher thread sends N messages of B bytes as fast as it can, one
 //!   busy-polling subscriber thread counts them. volley packs small messages into
 //!   datagrams (the default 50 µs linger); raw sends one datagram per message. The
-//!   clock runs at the receiver from the first message to the last one accounted for;
+//!   clock runs from the first send to the arrival of the last message received;
 //!   without flow control in multicast, what the receiver could not keep up with is lost
 //!   and reported (volley counts it exactly; for raw it is N minus what arrived). The
 //!   publisher's CPU time per message is printed too: on a shared host it does not
@@ -349,14 +349,15 @@ fn lat(args: &Args) -> Res<()> {
 struct Received {
     received: u64,
     lost: u64,
-    secs: f64,
+    /// When the last message arrived (None: none did).
+    last: Option<Instant>,
 }
 
 fn thr(args: &Args) -> Res<()> {
     let (a, _, port) = groups();
     let n = args.count as u64;
     let idle = Duration::from_millis(300);
-    let (got, send_secs) = if args.raw {
+    let (got, start, send_secs) = if args.raw {
         let rx = raw_socket(a, port)?;
         let tx = raw_socket(Ipv4Addr::new(239, 255, 92, 1), port)?;
         let to = SocketAddr::from(SocketAddrV4::new(a, port));
@@ -366,18 +367,27 @@ fn thr(args: &Args) -> Res<()> {
                 let mut received = 0u64;
                 let mut first = None;
                 let mut last = Instant::now();
+                // The clock is read when the socket runs dry, not per message: reading it
+                // costs as much as a message here.
+                let mut fresh = false;
                 loop {
                     match rx.recv(&mut buf) {
                         Ok(_) => {
-                            let now = Instant::now();
-                            first.get_or_insert(now);
-                            last = now;
+                            if first.is_none() {
+                                first = Some(Instant::now());
+                            }
+                            fresh = true;
                             received += 1;
                             if received == n {
+                                last = Instant::now();
                                 break;
                             }
                         }
                         Err(_) => {
+                            if fresh {
+                                last = Instant::now();
+                                fresh = false;
+                            }
                             if first.is_some() && last.elapsed() > idle {
                                 break;
                             }
@@ -385,22 +395,23 @@ fn thr(args: &Args) -> Res<()> {
                         }
                     }
                 }
-                let secs = first.map_or(0.0, |f| last.duration_since(f).as_secs_f64());
                 Received {
                     received,
                     lost: n - received,
-                    secs,
+                    last: first.map(|_| last),
                 }
             });
             thread::sleep(Duration::from_millis(50));
             let mut datagram = vec![0x5au8; args.size];
             let cpu = thread_cpu();
+            let start = Instant::now();
             for i in 0..n {
                 datagram[..8].copy_from_slice(&i.to_le_bytes());
                 raw_send_spin(&tx, &datagram, to)?;
             }
             let send_secs = (thread_cpu() - cpu).as_secs_f64();
-            Ok::<_, String>((counter.join().map_err(|_| "counter panicked")?, send_secs))
+            let got = counter.join().map_err(|_| "counter panicked")?;
+            Ok::<_, String>((got, start, send_secs))
         })?
     } else {
         let pub_ctx = Context::new().map_err(|e| e.to_string())?;
@@ -417,18 +428,25 @@ fn thr(args: &Args) -> Res<()> {
                     let t = stats[0].protocol.total();
                     (t.delivered_messages, t.lost_messages)
                 };
+                let mut fresh = false;
                 loop {
                     match sub.try_recv() {
                         Ok(Some(_)) => {
-                            let now = Instant::now();
-                            first.get_or_insert(now);
-                            last = now;
+                            if first.is_none() {
+                                first = Some(Instant::now());
+                            }
+                            fresh = true;
                             received += 1;
                             if received == n {
+                                last = Instant::now();
                                 break;
                             }
                         }
                         Ok(None) => {
+                            if fresh {
+                                last = Instant::now();
+                                fresh = false;
+                            }
                             if first.is_some() && last.elapsed() > Duration::from_millis(2) {
                                 let (d, l) = accounted(&sub);
                                 if d + l >= n && received >= d {
@@ -444,16 +462,16 @@ fn thr(args: &Args) -> Res<()> {
                     }
                 }
                 let (_, lost) = accounted(&sub);
-                let secs = first.map_or(0.0, |f| last.duration_since(f).as_secs_f64());
                 Received {
                     received,
                     lost,
-                    secs,
+                    last: first.map(|_| last),
                 }
             });
             thread::sleep(Duration::from_millis(50));
             let mut payload = vec![0x5au8; args.size];
             let cpu = thread_cpu();
+            let start = Instant::now();
             for i in 0..n {
                 payload[..8].copy_from_slice(&i.to_le_bytes());
                 publisher
@@ -468,9 +486,12 @@ fn thr(args: &Args) -> Res<()> {
                 "volley publisher: {} messages in {} datagrams, {} retransmitted, {} NAKs",
                 stats.messages, stats.datagrams, stats.retransmits, stats.naks_received
             );
-            Ok::<_, String>((got, send_secs))
+            Ok::<_, String>((got, start, send_secs))
         })?
     };
+    let secs = got
+        .last
+        .map_or(0.0, |last| last.duration_since(start).as_secs_f64());
     println!(
         "RESULT impl={} mode=thr size={} count={n} datagram={} reliable={} loss={} received={} lost={} secs={:.3} msgs_per_s={:.0} send_cpu_ns_per_msg={:.0}",
         if args.raw { "raw" } else { "volley" },
@@ -480,8 +501,8 @@ fn thr(args: &Args) -> Res<()> {
         args.loss,
         got.received,
         got.lost,
-        got.secs,
-        got.received as f64 / got.secs.max(1e-9),
+        secs,
+        got.received as f64 / secs.max(1e-9),
         send_secs * 1e9 / n as f64
     );
     Ok(())
