@@ -152,7 +152,7 @@ pub fn demo() -> Result<(), String> {
     let sent = &publisher.multicast_stats()[0];
     println!(
         "{:<22} {:>9} {:>9} {:>7} {:>9} {:>9} {:>9}",
-        "subscriber", "received", "lost", "in-order", "injected", "naks-sent", "repairs"
+        "subscriber", "received", "lost", "in-order", "injected", "naks-sent", "retx-heard"
     );
     let mut failures = Vec::new();
     for ((name, sub), numbers) in subs.iter().zip(&received) {
