@@ -149,8 +149,14 @@ impl McastTx {
             }
             wrote = true;
             let full = self.out.len() == SEND_BATCH;
-            let slices: Vec<&[u8]> = self.out.iter().map(Vec::as_slice).collect();
-            let sent = self.socket.send_batch(&slices).unwrap_or_default();
+            let mut slices: [&[u8]; SEND_BATCH] = [&[]; SEND_BATCH];
+            for (slot, datagram) in slices.iter_mut().zip(&self.out) {
+                *slot = datagram;
+            }
+            let sent = self
+                .socket
+                .send_batch(&slices[..self.out.len()])
+                .unwrap_or_default();
             let failed = (self.out.len() - sent) as u64;
             if failed > 0 {
                 self.counters
@@ -217,6 +223,11 @@ pub(crate) struct McastRx {
     /// (Were both to read, every datagram would wake the I/O thread to fight the user
     /// thread for the lock.)
     pub(crate) read_by_user: bool,
+    /// The user thread's next read asks for one datagram: the socket was empty last
+    /// time, so the next datagram probably comes alone (a request/response exchange).
+    /// After one arrives, the read after it asks for a whole batch again, so that a burst
+    /// is read in batches.
+    read_one: bool,
 }
 
 impl McastRx {
@@ -239,6 +250,7 @@ impl McastRx {
             filtered: 0,
             counters: McastCounters::default(),
             read_by_user,
+            read_one: false,
         }
     }
 
@@ -264,9 +276,18 @@ impl McastRx {
     ) -> usize {
         let mut delivered = 0;
         while delivered < limit {
-            match self.socket.recv_batch(&mut self.batch) {
-                Ok(0) => break,
+            let max = if self.read_by_user && self.read_one {
+                1
+            } else {
+                BATCH
+            };
+            match self.socket.recv_up_to(&mut self.batch, max) {
+                Ok(0) => {
+                    self.read_one = self.read_by_user;
+                    break;
+                }
                 Ok(n) => {
+                    self.read_one = self.read_by_user && max == BATCH && n == 1;
                     for (datagram, from) in self.batch.datagrams() {
                         match &mut self.loss {
                             None => self.receiver.handle_datagram(now, datagram, from),
@@ -276,7 +297,7 @@ impl McastRx {
                         }
                     }
                     delivered += self.release(now, deliver);
-                    if self.read_by_user && n < BATCH {
+                    if self.read_by_user && (max == 1 || n < max) {
                         break;
                     }
                 }

@@ -161,6 +161,17 @@ impl McastSocket {
     /// many went out; stops early on `WouldBlock` (the socket's send buffer is full) or an
     /// error, which it returns if nothing was sent.
     pub(crate) fn send_batch(&self, datagrams: &[&[u8]]) -> io::Result<usize> {
+        if let [datagram] = datagrams {
+            // One datagram (a ping-pong, a NAK): a plain sendto, without building the
+            // vector.
+            return loop {
+                match self.socket.send_to(datagram, self.group) {
+                    Ok(_) => break Ok(1),
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    Err(e) => break Err(e),
+                }
+            };
+        }
         let addr = SockAddr::from(self.group);
         let mut sent = 0;
         while sent < datagrams.len() {
@@ -220,10 +231,18 @@ impl McastSocket {
     /// `Ok(0)` means nothing is waiting. Datagrams larger than the buffer are counted in
     /// `batch.truncated` and skipped.
     pub(crate) fn recv_batch(&mut self, batch: &mut RecvBatch) -> io::Result<usize> {
+        self.recv_up_to(batch, BATCH)
+    }
+
+    /// [`recv_batch`](Self::recv_batch) for at most `max` (1..=[`BATCH`]) datagrams: a
+    /// busy-polling reader that expects one datagram at a time asks for one, which spares
+    /// it setting up the whole vector on every empty poll.
+    pub(crate) fn recv_up_to(&mut self, batch: &mut RecvBatch, max: usize) -> io::Result<usize> {
+        let max = max.clamp(1, BATCH);
         batch.count = 0;
         let mut iovecs: [MaybeUninit<libc::iovec>; BATCH] = [MaybeUninit::uninit(); BATCH];
         let mut headers: [MaybeUninit<libc::mmsghdr>; BATCH] = [MaybeUninit::uninit(); BATCH];
-        for i in 0..BATCH {
+        for i in 0..max {
             let buffer = &mut batch.buffers[i * DATAGRAM_BUFFER..(i + 1) * DATAGRAM_BUFFER];
             iovecs[i].write(libc::iovec {
                 iov_base: buffer.as_mut_ptr().cast(),
@@ -242,14 +261,15 @@ impl McastSocket {
                 msg_len: 0,
             });
         }
-        // SAFETY: all BATCH headers are initialised and point into `batch`'s buffers,
-        // address slots and control buffers, which are at least as long as the lengths
-        // given and outlive the call; MSG_DONTWAIT makes it non-blocking.
+        // SAFETY: the first `max` headers are initialised and point into `batch`'s
+        // buffers, address slots and control buffers, which are at least as long as the
+        // lengths given and outlive the call; the kernel reads no header beyond `max`;
+        // MSG_DONTWAIT makes it non-blocking.
         let n = unsafe {
             libc::recvmmsg(
                 self.socket.as_raw_fd(),
                 headers.as_mut_ptr().cast(),
-                BATCH as libc::c_uint,
+                max as libc::c_uint,
                 libc::MSG_DONTWAIT,
                 std::ptr::null_mut(),
             )
