@@ -116,7 +116,9 @@ fn injected_loss_is_counted_exactly_in_best_effort_and_repaired_when_reliable() 
         let mut pub_args = vec!["pub", &ep, "--count", "2000", "--rate", "20000"];
         if reliable {
             sub_args.push("--reliable");
-            pub_args.push("--reliable");
+            // The publisher stays until the repairs are done; on a starved host (a test
+            // run at low priority beside builds) they can take longer than the default.
+            pub_args.extend(["--reliable", "--drain", "2"]);
         }
         let sub = spawn_sub(&sub_args);
         let out = volley(&pub_args).output().unwrap();
