@@ -77,7 +77,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     publisher.flush(Duration::from_secs(5));
     // Stay a little: the heartbeats that follow the last message tell subscribers where
     // the stream ends (so a lost tail is counted), and NAKs for it get answered.
-    std::thread::sleep(Duration::from_millis(500));
+    std::thread::sleep(Duration::from_secs(1));
     for group in publisher.multicast_stats() {
         let p = &group.protocol;
         println!(

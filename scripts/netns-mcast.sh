@@ -89,8 +89,9 @@ run_case() {
     done
     sleep 1
     # shellcheck disable=SC2086
+    # --drain: the publisher stays 2 s after its last message for the repairs.
     if ! ip netns exec "${hosts[0]}" "$volley" pub "$(endpoint "${addrs[0]}")" \
-        --count "$count" --size 64 --rate 50000 $flags 2>"$work/$name-pub.err"; then
+        --count "$count" --size 64 --rate 50000 --drain 2 $flags 2>"$work/$name-pub.err"; then
         echo "publisher failed:"
         cat "$work/$name-pub.err"
         fail=1
