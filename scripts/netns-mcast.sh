@@ -52,14 +52,18 @@ trap cleanup EXIT INT TERM
 if ! ip netns add "$bridge_ns" 2>"$work/err"; then
     skip "cannot create a network namespace here: $(cat "$work/err")"
 fi
-ip -n "$bridge_ns" link add br0 type bridge
+if ! ip -n "$bridge_ns" link add br0 type bridge 2>"$work/err"; then
+    skip "cannot create a bridge here (no bridge support in the kernel?): $(cat "$work/err")"
+fi
 ip -n "$bridge_ns" link set br0 up
 for i in 0 1 2; do
     ns=${hosts[$i]}
     ip netns add "$ns"
     # Both ends are created inside namespaces of this script: the bridge end in the
     # bridge's, the host end (eth0) in the host's.
-    ip -n "$bridge_ns" link add "port$i" type veth peer name eth0 netns "$ns"
+    if ! ip -n "$bridge_ns" link add "port$i" type veth peer name eth0 netns "$ns" 2>"$work/err"; then
+        skip "cannot create a veth pair here: $(cat "$work/err")"
+    fi
     ip -n "$bridge_ns" link set "port$i" master br0 up
     ip -n "$ns" link set lo up
     ip -n "$ns" addr add "${addrs[$i]}/24" dev eth0
