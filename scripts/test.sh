@@ -6,7 +6,8 @@
 #
 # Steps: format and lint, the Python interop peers (venv under target/), unit + model +
 # fuzz-smoke + integration + interop tests (debug, with overflow checks), the stress
-# tests in release, the loom model checks, and the demo.
+# tests in release, the loom model checks, the multicast examples on loopback and the
+# multicast test across network namespaces (root only, skipped otherwise), and the demo.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TERM_COLOR=never
@@ -39,6 +40,13 @@ step "loom model checks of the lock-free paths"
 # exploration finishes in seconds; the tests use capacities of 1 and 2.
 RUSTFLAGS="--cfg loom" LOOM_MAX_PREEMPTIONS=3 \
     cargo test --release --lib --target-dir target/loom ring::loom_tests
+
+step "multicast examples on loopback with injected loss (delivered + lost == sent)"
+cargo build --release --bin volley --example mcast_pub --example mcast_sub
+bash scripts/mcast-examples.sh
+
+step "multicast between hosts: network namespaces over a veth bridge (root only)"
+bash scripts/netns-mcast.sh target/release/volley
 
 step "demo"
 cargo run --release -- demo

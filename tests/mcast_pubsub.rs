@@ -1,5 +1,5 @@
 //! Multicast pub/sub on loopback (`udp://GROUP:PORT?iface=127.0.0.1`): fan-out to several
-//! subscribers, two publishers on one group, prefix filtering, the loss generator in
+//! subscribers, two publishers on one group heard by three subscribers, prefix filtering, the loss generator in
 //! best-effort mode (exact loss counts) and reliable mode (everything, in order),
 //! busy-poll receive, and garbage datagrams from a raw socket.
 
@@ -153,9 +153,15 @@ fn prefixes_filter_at_the_subscriber() {
 }
 
 #[test]
-fn two_publishers_on_one_group_are_told_apart() {
+fn two_publishers_on_one_group_are_told_apart_by_every_subscriber() {
     let ep = endpoint();
-    let mut sub = subscriber(&ep, "", options());
+    let mut busy = options();
+    busy.recv_mode = RecvMode::BusyPoll;
+    let mut subs = [
+        subscriber(&ep, "", options()),
+        subscriber(&ep, "", options()),
+        subscriber(&ep, "", busy),
+    ];
     let mut a = publisher(&ep, options());
     let mut b = publisher(&ep, options());
     for i in 0..500 {
@@ -166,22 +172,28 @@ fn two_publishers_on_one_group_are_told_apart() {
     }
     a.flush(Duration::from_secs(1));
     b.flush(Duration::from_secs(1));
-    let got = recv_n(&mut sub, 1000);
-    let mut per_topic: HashMap<Vec<u8>, Vec<u64>> = HashMap::new();
-    for m in &got {
-        per_topic
-            .entry(m.topic().to_vec())
-            .or_default()
-            .push(number(m));
+    for sub in &mut subs {
+        let got = recv_n(sub, 1000);
+        let mut per_topic: HashMap<Vec<u8>, Vec<u64>> = HashMap::new();
+        for m in &got {
+            per_topic
+                .entry(m.topic().to_vec())
+                .or_default()
+                .push(number(m));
+        }
+        for topic in [&b"a"[..], b"b"] {
+            assert_eq!(
+                per_topic[topic],
+                (0..500).collect::<Vec<u64>>(),
+                "{topic:?}"
+            );
+        }
+        let stats = &sub.multicast_stats()[0].protocol;
+        assert_eq!(stats.publishers.len(), 2);
+        for (_, p) in &stats.publishers {
+            assert_eq!((p.delivered_messages, p.lost_messages), (500, 0));
+        }
     }
-    for topic in [&b"a"[..], b"b"] {
-        assert_eq!(
-            per_topic[topic],
-            (0..500).collect::<Vec<u64>>(),
-            "{topic:?}"
-        );
-    }
-    assert_eq!(sub.multicast_stats()[0].protocol.publishers.len(), 2);
 }
 
 #[test]

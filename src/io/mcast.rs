@@ -34,6 +34,13 @@ pub(crate) fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 /// Datagrams gathered before one `sendmmsg`.
 const SEND_BATCH: usize = BATCH;
 
+/// A send that comes at least this long after the previous one returned goes out at
+/// once; one that follows sooner is part of a burst and may wait (up to the linger) for
+/// more messages to share its datagram. A loop that sends back to back calls again
+/// within a few hundred nanoseconds; a request/response exchange, even on loopback,
+/// takes several microseconds to come back, so its sends never wait.
+pub(crate) const BURST_GAP: std::time::Duration = std::time::Duration::from_micros(2);
+
 /// Counters a user thread reads without taking the member's lock.
 #[derive(Debug, Default)]
 pub(crate) struct McastCounters {
@@ -54,9 +61,9 @@ pub(crate) struct McastTx {
     /// The deadline the I/O thread last planned for; a send that needs an earlier one
     /// must wake it.
     pub(crate) planned_deadline: Option<Instant>,
-    /// When a datagram last went out: a send after a quiet spell longer than the linger
-    /// goes at once instead of opening a linger.
-    last_transmit: Option<Instant>,
+    /// When the last `send` returned: a send after a gap of [`BURST_GAP`] or more goes
+    /// at once instead of opening a linger.
+    last_send: Option<Instant>,
 }
 
 impl McastTx {
@@ -70,7 +77,7 @@ impl McastTx {
             batch: RecvBatch::new(),
             counters: McastCounters::default(),
             planned_deadline: None,
-            last_transmit: None,
+            last_send: None,
         }
     }
 
@@ -86,15 +93,22 @@ impl McastTx {
     /// must be woken to honour an earlier deadline (a linger that just started).
     pub(crate) fn send(&mut self, frames: &[Bytes], now: Instant) -> Result<bool, SendError> {
         self.sender.send_message(frames, now)?;
-        let linger = self.sender.config().linger;
+        let gap = BURST_GAP.min(self.sender.config().linger);
         if self
-            .last_transmit
-            .is_none_or(|t| now.saturating_duration_since(t) >= linger)
+            .last_send
+            .is_none_or(|t| now.saturating_duration_since(t) >= gap)
         {
-            // Quiet until now: nothing to pack with, so waiting would only add latency.
+            // Not in a burst: nothing to pack with, so waiting would only add latency.
             self.sender.flush();
         }
-        self.transmit(now);
+        // A send that wrote datagrams spent microseconds in the kernel: the gap to the
+        // next send counts from its end, or every send after a full datagram would look
+        // like the start of a new burst.
+        self.last_send = Some(if self.transmit(now) {
+            Instant::now()
+        } else {
+            now
+        });
         let due = self.sender.poll_timeout();
         Ok(match (due, self.planned_deadline) {
             (Some(due), Some(planned)) => due < planned,
@@ -111,8 +125,10 @@ impl McastTx {
 
     /// Writes every datagram the sender has due, in `sendmmsg` batches. A datagram the
     /// kernel refuses (a full send buffer, no route) is counted as a send error: in
-    /// reliable mode it stays in the retransmit buffer and a NAK brings it back.
-    pub(crate) fn transmit(&mut self, now: Instant) {
+    /// reliable mode it stays in the retransmit buffer and a NAK brings it back. Returns
+    /// whether anything was written.
+    pub(crate) fn transmit(&mut self, now: Instant) -> bool {
+        let mut wrote = false;
         loop {
             while self.out.len() < SEND_BATCH {
                 let mut buf = self.spare.pop().unwrap_or_default();
@@ -129,12 +145,18 @@ impl McastTx {
                 }
             }
             if self.out.is_empty() {
-                return;
+                return wrote;
             }
-            self.last_transmit = Some(now);
+            wrote = true;
             let full = self.out.len() == SEND_BATCH;
-            let slices: Vec<&[u8]> = self.out.iter().map(Vec::as_slice).collect();
-            let sent = self.socket.send_batch(&slices).unwrap_or_default();
+            let mut slices: [&[u8]; SEND_BATCH] = [&[]; SEND_BATCH];
+            for (slot, datagram) in slices.iter_mut().zip(&self.out) {
+                *slot = datagram;
+            }
+            let sent = self
+                .socket
+                .send_batch(&slices[..self.out.len()])
+                .unwrap_or_default();
             let failed = (self.out.len() - sent) as u64;
             if failed > 0 {
                 self.counters
@@ -143,7 +165,7 @@ impl McastTx {
             }
             self.spare.append(&mut self.out);
             if !full {
-                return;
+                return wrote;
             }
         }
     }
@@ -196,6 +218,16 @@ pub(crate) struct McastRx {
     /// Messages delivered by the protocol that no subscription matched.
     pub(crate) filtered: u64,
     pub(crate) counters: McastCounters,
+    /// The subscriber busy-polls: its thread is the socket's only reader, and the I/O
+    /// thread, which does not watch the socket's readiness then, only runs the timers.
+    /// (Were both to read, every datagram would wake the I/O thread to fight the user
+    /// thread for the lock.)
+    pub(crate) read_by_user: bool,
+    /// The user thread's next read asks for one datagram: the socket was empty last
+    /// time, so the next datagram probably comes alone (a request/response exchange).
+    /// After one arrives, the read after it asks for a whole batch again, so that a burst
+    /// is read in batches.
+    read_one: bool,
 }
 
 impl McastRx {
@@ -205,6 +237,7 @@ impl McastRx {
         endpoint: Endpoint,
         loss: &LossConfig,
         subscriptions: SubscriptionTable,
+        read_by_user: bool,
     ) -> McastRx {
         McastRx {
             socket,
@@ -216,6 +249,8 @@ impl McastRx {
             nak_buf: vec![0; 1500],
             filtered: 0,
             counters: McastCounters::default(),
+            read_by_user,
+            read_one: false,
         }
     }
 
@@ -229,7 +264,10 @@ impl McastRx {
 
     /// Reads until the socket is empty (the I/O thread's readiness is edge-triggered) or
     /// `limit` messages were delivered, handing every message a subscription matches to
-    /// `deliver`. Returns how many messages were delivered.
+    /// `deliver`. Returns how many messages were delivered. A busy-polling user thread
+    /// stops at the first batch that was not full instead: the socket is very likely
+    /// empty then, and it calls again anyway, so proving it would cost a system call
+    /// per message in a ping-pong.
     pub(crate) fn read(
         &mut self,
         now: Instant,
@@ -238,9 +276,18 @@ impl McastRx {
     ) -> usize {
         let mut delivered = 0;
         while delivered < limit {
-            match self.socket.recv_batch(&mut self.batch) {
-                Ok(0) => break,
-                Ok(_) => {
+            let max = if self.read_by_user && self.read_one {
+                1
+            } else {
+                BATCH
+            };
+            match self.socket.recv_up_to(&mut self.batch, max) {
+                Ok(0) => {
+                    self.read_one = self.read_by_user;
+                    break;
+                }
+                Ok(n) => {
+                    self.read_one = self.read_by_user && max == BATCH && n == 1;
                     for (datagram, from) in self.batch.datagrams() {
                         match &mut self.loss {
                             None => self.receiver.handle_datagram(now, datagram, from),
@@ -250,6 +297,9 @@ impl McastRx {
                         }
                     }
                     delivered += self.release(now, deliver);
+                    if self.read_by_user && (max == 1 || n < max) {
+                        break;
+                    }
                 }
                 Err(_) => {
                     self.counters.recv_errors.fetch_add(1, Ordering::Relaxed);
@@ -322,12 +372,13 @@ impl McastRx {
 pub(crate) fn open_socket(
     endpoint: &Endpoint,
     recv_buffer: usize,
+    join: bool,
 ) -> io::Result<(McastSocket, Option<String>)> {
     let Endpoint::Udp(udp) = endpoint else {
         return Err(io::Error::other(format!(
             "{endpoint}: not a udp:// endpoint"
         )));
     };
-    McastSocket::open(udp, recv_buffer)
+    McastSocket::open(udp, recv_buffer, join)
         .map_err(|e| io::Error::new(e.kind(), format!("{endpoint}: {e}")))
 }

@@ -296,14 +296,19 @@ impl Reactor {
         if !self.sockets.contains_key(&id) {
             return Err(crate::socket::Error::Closed);
         }
-        let fd = match &member {
-            Member::Tx(tx) => crate::io::lock(tx).socket().raw().as_raw_fd(),
-            Member::Rx(rx) => crate::io::lock(rx).socket().raw().as_raw_fd(),
+        let (fd, watch) = match &member {
+            Member::Tx(tx) => (crate::io::lock(tx).socket().raw().as_raw_fd(), true),
+            Member::Rx(rx) => {
+                let rx = crate::io::lock(rx);
+                (rx.socket().raw().as_raw_fd(), !rx.read_by_user)
+            }
         };
         let token = self.token();
-        self.poll
-            .registry()
-            .register(&mut SourceFd(&fd), token, Interest::READABLE)?;
+        if watch {
+            self.poll
+                .registry()
+                .register(&mut SourceFd(&fd), token, Interest::READABLE)?;
+        }
         self.members.insert(token, (id, member));
         // Datagrams may have arrived before registration: edge-triggered readiness would
         // not report them.

@@ -39,10 +39,13 @@ pub(crate) struct McastSocket {
 
 impl McastSocket {
     /// Opens a member of `endpoint`'s group. Returns a warning when the kernel granted a
-    /// smaller receive buffer than `recv_buffer` asked for.
+    /// smaller receive buffer than `recv_buffer` asked for. With `join` false the socket
+    /// only sends: it hears nothing, not even its own datagrams (a best-effort publisher,
+    /// which has nothing to read, spares the kernel a copy of every datagram it sends).
     pub(crate) fn open(
         endpoint: &UdpEndpoint,
         recv_buffer: usize,
+        join: bool,
     ) -> io::Result<(McastSocket, Option<String>)> {
         let group = endpoint.group_addr();
         let domain = match group {
@@ -73,14 +76,18 @@ impl McastSocket {
                 // Binding the group address (not 0.0.0.0) keeps other groups' traffic on
                 // this port out, on every OS.
                 socket.bind(&SockAddr::from(SocketAddrV4::new(*g.ip(), g.port())))?;
-                socket.join_multicast_v4(g.ip(), &iface)?;
+                if join {
+                    socket.join_multicast_v4(g.ip(), &iface)?;
+                }
             }
             SocketAddr::V6(g) => {
                 socket.set_only_v6(true)?;
                 socket.set_multicast_loop_v6(endpoint.loopback)?;
                 socket.set_multicast_hops_v6(endpoint.ttl)?;
                 socket.bind(&SockAddr::from(SocketAddrV6::new(*g.ip(), g.port(), 0, 0)))?;
-                socket.join_multicast_v6(g.ip(), 0)?;
+                if join {
+                    socket.join_multicast_v6(g.ip(), 0)?;
+                }
             }
         }
         enable_overflow_count(&socket)?;
@@ -109,10 +116,62 @@ impl McastSocket {
         &self.socket
     }
 
+    /// Makes the kernel drop every datagram but NAKs before it queues them (a classic
+    /// BPF socket filter on the kind byte). A publisher's socket is joined to its group to
+    /// hear NAKs, so it also hears its own data and everyone else's on loopback or a busy
+    /// group: without the filter, each of those would wake the I/O thread for nothing.
+    pub(crate) fn accept_only_naks(&self) -> io::Result<()> {
+        // A UDP socket's filter sees the datagram from its UDP header (8 bytes) on; the
+        // kind is byte 3 of our preamble. A shorter datagram fails the load: dropped.
+        let kind_offset = 8 + 3;
+        let nak = u32::from(crate::wire::mcast::KIND_NAK);
+        let program = [
+            bpf(
+                libc::BPF_LD | libc::BPF_B | libc::BPF_ABS,
+                0,
+                0,
+                kind_offset,
+            ),
+            bpf(libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K, 0, 1, nak),
+            bpf(libc::BPF_RET | libc::BPF_K, 0, 0, u32::MAX),
+            bpf(libc::BPF_RET | libc::BPF_K, 0, 0, 0),
+        ];
+        let fprog = libc::sock_fprog {
+            len: program.len() as u16,
+            filter: program.as_ptr() as *mut libc::sock_filter,
+        };
+        // SAFETY: a valid descriptor; `fprog` points at `program`, both live across the
+        // call, and the kernel copies the program before returning.
+        let rc = unsafe {
+            libc::setsockopt(
+                self.socket.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_ATTACH_FILTER,
+                (&fprog as *const libc::sock_fprog).cast(),
+                mem::size_of::<libc::sock_fprog>() as libc::socklen_t,
+            )
+        };
+        if rc != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(())
+    }
+
     /// Sends `datagrams` to the group with as few system calls as possible. Returns how
     /// many went out; stops early on `WouldBlock` (the socket's send buffer is full) or an
     /// error, which it returns if nothing was sent.
     pub(crate) fn send_batch(&self, datagrams: &[&[u8]]) -> io::Result<usize> {
+        if let [datagram] = datagrams {
+            // One datagram (a ping-pong, a NAK): a plain sendto, without building the
+            // vector.
+            return loop {
+                match self.socket.send_to(datagram, self.group) {
+                    Ok(_) => break Ok(1),
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    Err(e) => break Err(e),
+                }
+            };
+        }
         let addr = SockAddr::from(self.group);
         let mut sent = 0;
         while sent < datagrams.len() {
@@ -172,10 +231,18 @@ impl McastSocket {
     /// `Ok(0)` means nothing is waiting. Datagrams larger than the buffer are counted in
     /// `batch.truncated` and skipped.
     pub(crate) fn recv_batch(&mut self, batch: &mut RecvBatch) -> io::Result<usize> {
+        self.recv_up_to(batch, BATCH)
+    }
+
+    /// [`recv_batch`](Self::recv_batch) for at most `max` (1..=[`BATCH`]) datagrams: a
+    /// busy-polling reader that expects one datagram at a time asks for one, which spares
+    /// it setting up the whole vector on every empty poll.
+    pub(crate) fn recv_up_to(&mut self, batch: &mut RecvBatch, max: usize) -> io::Result<usize> {
+        let max = max.clamp(1, BATCH);
         batch.count = 0;
         let mut iovecs: [MaybeUninit<libc::iovec>; BATCH] = [MaybeUninit::uninit(); BATCH];
         let mut headers: [MaybeUninit<libc::mmsghdr>; BATCH] = [MaybeUninit::uninit(); BATCH];
-        for i in 0..BATCH {
+        for i in 0..max {
             let buffer = &mut batch.buffers[i * DATAGRAM_BUFFER..(i + 1) * DATAGRAM_BUFFER];
             iovecs[i].write(libc::iovec {
                 iov_base: buffer.as_mut_ptr().cast(),
@@ -194,14 +261,15 @@ impl McastSocket {
                 msg_len: 0,
             });
         }
-        // SAFETY: all BATCH headers are initialised and point into `batch`'s buffers,
-        // address slots and control buffers, which are at least as long as the lengths
-        // given and outlive the call; MSG_DONTWAIT makes it non-blocking.
+        // SAFETY: the first `max` headers are initialised and point into `batch`'s
+        // buffers, address slots and control buffers, which are at least as long as the
+        // lengths given and outlive the call; the kernel reads no header beyond `max`;
+        // MSG_DONTWAIT makes it non-blocking.
         let n = unsafe {
             libc::recvmmsg(
                 self.socket.as_raw_fd(),
                 headers.as_mut_ptr().cast(),
-                BATCH as libc::c_uint,
+                max as libc::c_uint,
                 libc::MSG_DONTWAIT,
                 std::ptr::null_mut(),
             )
@@ -239,6 +307,15 @@ impl McastSocket {
         let previous = self.last_overflow.unwrap_or(0);
         self.kernel_drops += u64::from(count.wrapping_sub(previous));
         self.last_overflow = Some(count);
+    }
+}
+
+fn bpf(code: u32, jt: u8, jf: u8, k: u32) -> libc::sock_filter {
+    libc::sock_filter {
+        code: code as u16,
+        jt,
+        jf,
+        k,
     }
 }
 
@@ -362,7 +439,9 @@ mod tests {
             ttl: 1,
             loopback: true,
         };
-        McastSocket::open(&endpoint, recv_buffer).expect("join").0
+        McastSocket::open(&endpoint, recv_buffer, true)
+            .expect("join")
+            .0
     }
 
     #[test]
@@ -399,6 +478,27 @@ mod tests {
             rx.recv_buffer
         );
         assert_eq!(received + rx.kernel_drops, sent + 1, "received {received}");
+    }
+
+    #[test]
+    fn a_nak_filter_lets_naks_through_and_nothing_else() {
+        let mut rx = member(0, 1 << 20);
+        rx.accept_only_naks().unwrap();
+        let tx = member(rx.group().port(), 1 << 20);
+        let mut nak = *b"VY\x01\x03 and the rest of a NAK";
+        let mut data = nak;
+        data[3] = crate::wire::mcast::KIND_DATA;
+        nak[4] = b'!';
+        let sent = tx.send_batch(&[&data, b"VY", &nak, b"", &data]).unwrap();
+        assert_eq!(sent, 5);
+        let mut batch = RecvBatch::new();
+        let mut got = Vec::new();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_millis(500);
+        while std::time::Instant::now() < deadline {
+            rx.recv_batch(&mut batch).unwrap();
+            got.extend(batch.datagrams().map(|(d, _)| d.to_vec()));
+        }
+        assert_eq!(got, [nak.to_vec()]);
     }
 
     #[test]

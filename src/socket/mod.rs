@@ -86,7 +86,10 @@ pub enum RecvMode {
     /// thread still runs the handshakes, reconnects and heartbeats, and reads a
     /// connection whose thread has not for 10 ms, so a subscriber that is away still
     /// answers PINGs. On loopback this brings the 64-byte ping-pong from 18.5 µs (through
-    /// the I/O threads) to 5.8 µs p50, beside 3.1 µs for raw sockets.
+    /// the I/O threads) to 5.8 µs p50, beside 3.1 µs for raw sockets. Multicast groups
+    /// are read by the calling thread only (the I/O thread runs their timers): what
+    /// arrives while it is away waits in the socket's receive buffer, and what overflows
+    /// that is counted as kernel drops.
     BusyPoll,
 }
 

@@ -2,10 +2,35 @@
 //! [`Subscriber`](super::Subscriber): options, joining a group, and the counters.
 //!
 //! A `bind` or `connect` to `udp://GROUP:PORT` joins the group (both words mean the same
-//! thing for multicast). The publisher encodes and sends on the calling thread; the
+//! thing for multicast). The publisher encodes and sends on the calling thread; its
+//! socket hears only NAKs (a kernel filter drops the rest, its own data included), and
+//! a best-effort publisher's socket does not even join the group. The
 //! subscriber's messages arrive through its inbound ring (blocking mode) or are read by
-//! the calling thread itself ([`RecvMode::BusyPoll`](super::RecvMode::BusyPoll)). Filtering
+//! the calling thread itself ([`RecvMode::BusyPoll`](super::RecvMode::BusyPoll)), the
+//! socket's only reader then: the I/O thread runs its timers, and what arrives while
+//! the thread is elsewhere waits in the kernel's receive buffer. Filtering
 //! by topic prefix happens at each subscriber, since every member receives every datagram.
+//!
+//! ```no_run
+//! use volley::proto::mcast::LossConfig;
+//! use volley::socket::{Message, Publisher, SocketOptions, Subscriber};
+//!
+//! let group = "udp://239.255.0.77:7777?iface=127.0.0.1"; // loopback: no network needed
+//! let mut options = SocketOptions::default();
+//! options.multicast = options.multicast.reliable(); // both sides; default best effort
+//! // The loss generator, for tests: 5% of received datagrams dropped, seeded.
+//! options.multicast.loss = LossConfig::drop_rate(0.05, 7);
+//! let mut sub = Subscriber::with_options(volley::io::Context::global()?, options.clone())?;
+//! sub.connect(group)?;
+//! sub.subscribe("cpu.")?;
+//! let mut publisher = Publisher::with_options(volley::io::Context::global()?, options)?;
+//! publisher.bind(group)?;
+//! publisher.send(Message::from_parts(["cpu.load", "0.42"]))?;
+//! let msg = sub.recv()?;
+//! let counters = sub.multicast_stats()[0].protocol.total();
+//! println!("{msg:?}: {} delivered, {} lost", counters.delivered_messages, counters.lost_messages);
+//! # Ok::<(), volley::socket::Error>(())
+//! ```
 
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -23,9 +48,10 @@ use crate::socket::UdpEndpoint;
 /// full datagrams while the reading thread is descheduled.
 pub const DEFAULT_RECV_BUFFER: usize = 4 << 20;
 
-/// Default linger of a publisher's partly filled datagram. A send after a quiet spell
-/// (no datagram for this long) goes out at once; during a burst, messages share
-/// datagrams for up to this long. Set 0 for a datagram per send.
+/// Default linger of a publisher's partly filled datagram. A send that comes 2 µs or
+/// more after the previous `send` returned goes out at once (so request/response traffic
+/// never waits); during a burst of back-to-back sends, messages share datagrams for up to
+/// this long. Set 0 for a datagram per send.
 pub const DEFAULT_LINGER: std::time::Duration = std::time::Duration::from_micros(50);
 
 /// How a socket's multicast members behave. Reliable mode must be chosen on both sides
@@ -136,13 +162,17 @@ pub(crate) fn join_tx(
 ) -> Result<(Arc<Mutex<McastTx>>, Endpoint), Error> {
     let config = options.multicast.sender.clone();
     check(config.validate())?;
-    // A publisher reads only NAKs, but with loopback on it also hears its own data: a
-    // small buffer would overflow with that and lose the NAKs.
+    // Only a reliable publisher reads (NAKs): a best-effort one does not join the group,
+    // so the kernel does not hand it a copy of everything sent there. A reliable one's
+    // kernel filter admits NAKs only, so its own data (loopback) does not wake the I/O
+    // thread or crowd the NAKs out of the buffer.
     let (socket, warning) = open_socket(
         &Endpoint::Udp(endpoint.clone()),
         options.multicast.recv_buffer,
+        config.reliable,
     )?;
     warn(warning);
+    socket.accept_only_naks()?;
     let joined = with_real_port(endpoint, socket.group().port());
     let sender = Sender::new(config, random_session_id(), Instant::now())
         .map_err(|e| Error::InvalidOption(e.to_string()))?;
@@ -161,7 +191,11 @@ pub(crate) fn join_rx(
 ) -> Result<(Arc<Mutex<McastRx>>, Endpoint), Error> {
     let multicast = &options.multicast;
     check(multicast.receiver.validate())?;
-    let (socket, warning) = open_socket(&Endpoint::Udp(endpoint.clone()), multicast.recv_buffer)?;
+    let (socket, warning) = open_socket(
+        &Endpoint::Udp(endpoint.clone()),
+        multicast.recv_buffer,
+        true,
+    )?;
     warn(warning);
     let joined = with_real_port(endpoint, socket.group().port());
     let receiver = Receiver::new(multicast.receiver.clone(), Instant::now())
@@ -172,6 +206,7 @@ pub(crate) fn join_rx(
         joined.clone(),
         &multicast.loss,
         subscriptions,
+        options.recv_mode == super::RecvMode::BusyPoll,
     )));
     register(context, id, Member::Rx(rx.clone()))?;
     Ok((rx, joined))

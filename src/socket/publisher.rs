@@ -139,6 +139,10 @@ impl Publisher {
     /// [`stats`](Self::stats)); with the Block policy this waits for room.
     pub fn send(&mut self, message: Message) -> Result<usize, Error> {
         self.attach_new_peers();
+        if self.peers.is_empty() && !self.groups.is_empty() {
+            // Multicast only: the groups encode it here, so it needs no shared copy.
+            return self.send_to_groups(&message);
+        }
         let message = Arc::new(message);
         let mut queued = 0;
         let mut any_closed = false;

@@ -24,6 +24,7 @@ pub fn run(args: &DemoArgs) -> Result<(), String> {
     println!("volley demo: everything runs in this process, on this machine\n");
     rings(args.items)?;
     tcp(args.messages)?;
+    crate::mcast::demo()?;
     crate::statsd::demo()?;
     crate::webhook::demo()?;
     println!("\nall demo checks passed");

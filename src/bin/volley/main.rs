@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod demo;
+mod mcast;
 mod pubsub;
 mod statsd;
 mod webhook;

@@ -5,12 +5,17 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use clap::Args;
-use volley::socket::{Message, Publisher, Subscriber};
+use volley::proto::mcast::LossConfig;
+use volley::socket::{
+    Endpoint, Message, MulticastReceiverStats, MulticastSenderStats, Publisher, SocketOptions,
+    Subscriber,
+};
 
 /// Options of `volley pub`.
 #[derive(Debug, Args)]
 pub struct PubArgs {
-    /// Where to publish: tcp://HOST:PORT, tcp://*:PORT or ipc://PATH.
+    /// Where to publish: tcp://HOST:PORT, tcp://*:PORT, ipc://PATH, or a multicast group
+    /// udp://GROUP:PORT?iface=ADDR&ttl=N (joined, whether --bind or --connect).
     endpoint: String,
     /// Listen on the endpoint (the default for pub).
     #[arg(long, conflicts_with = "connect")]
@@ -37,12 +42,20 @@ pub struct PubArgs {
     /// How long to wait for them, in seconds, before sending anyway.
     #[arg(long, default_value_t = 10.0)]
     wait_timeout: f64,
+    /// udp://: keep a retransmit buffer and answer NAKs (subscribers need --reliable too).
+    #[arg(long)]
+    reliable: bool,
+    /// udp://: stay this many seconds after the last message, sending heartbeats (so
+    /// subscribers learn of a lost tail) and answering NAKs.
+    #[arg(long, default_value_t = 0.5)]
+    drain: f64,
 }
 
 /// Options of `volley sub`.
 #[derive(Debug, Args)]
 pub struct SubArgs {
-    /// Where to subscribe: tcp://HOST:PORT or ipc://PATH.
+    /// Where to subscribe: tcp://HOST:PORT, ipc://PATH, or a multicast group
+    /// udp://GROUP:PORT?iface=ADDR (joined, whether --bind or --connect).
     endpoint: String,
     /// Listen on the endpoint for publishers that connect.
     #[arg(long, conflicts_with = "connect")]
@@ -62,6 +75,96 @@ pub struct SubArgs {
     /// Print payloads as hex instead of lossy UTF-8.
     #[arg(long)]
     hex: bool,
+    /// udp://: NAK missing datagrams of reliable publishers and deliver in order.
+    #[arg(long)]
+    reliable: bool,
+    /// udp://: drop this fraction (0..1) of received datagrams on purpose, before the
+    /// protocol sees them (the loss generator, for tests and demos).
+    #[arg(long, default_value_t = 0.0)]
+    loss: f64,
+    /// udp://: seed of the loss generator (same seed, same drops).
+    #[arg(long, default_value_t = 1)]
+    loss_seed: u64,
+    /// Print nothing per message (the summary on stderr still comes).
+    #[arg(long)]
+    quiet: bool,
+}
+
+fn is_multicast(endpoint: &str) -> bool {
+    matches!(endpoint.parse::<Endpoint>(), Ok(Endpoint::Udp(_)))
+}
+
+/// The `--reliable` / `--loss` flags as socket options.
+fn multicast_options(
+    multicast: bool,
+    reliable: bool,
+    loss: f64,
+    seed: u64,
+) -> Result<SocketOptions, String> {
+    if !(0.0..1.0).contains(&loss) {
+        return Err("--loss must be at least 0 and below 1".into());
+    }
+    let mut options = SocketOptions::default();
+    if multicast {
+        // No flow control on a group: a burst arrives as fast as the publisher sends it.
+        options.queue_capacity = 100_000;
+    }
+    if reliable {
+        options.multicast = options.multicast.reliable();
+    }
+    options.multicast.loss = LossConfig::drop_rate(loss, seed);
+    Ok(options)
+}
+
+/// One summary line per multicast group: what the protocol sent.
+fn print_sender_stats(stats: &[MulticastSenderStats]) {
+    for g in stats {
+        let p = &g.protocol;
+        eprintln!(
+            "volley pub: {}: messages {} datagrams {} retransmits {} naks-received {} \
+             heartbeats {} send-errors {}",
+            g.endpoint,
+            p.messages,
+            p.datagrams,
+            p.retransmits,
+            p.naks_received,
+            p.heartbeats,
+            g.send_errors
+        );
+    }
+}
+
+/// One summary line per publisher heard, and one per group: delivered + lost is every
+/// message the publisher sent since this subscriber joined.
+fn print_receiver_stats(stats: &[MulticastReceiverStats]) {
+    for g in stats {
+        for (id, p) in g.protocol.publishers.iter().chain(&g.protocol.retired) {
+            eprintln!(
+                "volley sub: {} publisher {id}: delivered {} lost {} (unrecoverable \
+                 datagrams {}) naks-sent {} naks-suppressed {} retransmits-received {} \
+                 duplicates {}",
+                g.endpoint,
+                p.delivered_messages,
+                p.lost_messages,
+                p.unrecoverable_datagrams,
+                p.naks_sent,
+                p.naks_suppressed,
+                p.retransmits_received,
+                p.duplicate_datagrams
+            );
+        }
+        let injected = g.loss.as_ref().map_or(0, |l| l.dropped);
+        eprintln!(
+            "volley sub: {}: publishers {} filtered {} garbage {} kernel-drops {} \
+             injected-drops {}",
+            g.endpoint,
+            g.protocol.publishers.len() + g.protocol.retired.len(),
+            g.filtered,
+            g.protocol.garbage_datagrams,
+            g.kernel_drops,
+            injected
+        );
+    }
 }
 
 fn seconds(s: f64, what: &str) -> Result<Duration, String> {
@@ -70,7 +173,10 @@ fn seconds(s: f64, what: &str) -> Result<Duration, String> {
 }
 
 pub fn publish(args: &PubArgs) -> Result<(), String> {
-    let mut publisher = Publisher::new().map_err(|e| e.to_string())?;
+    let multicast = is_multicast(&args.endpoint);
+    let options = multicast_options(multicast, args.reliable, 0.0, 1)?;
+    let context = volley::io::Context::global().map_err(|e| e.to_string())?;
+    let mut publisher = Publisher::with_options(context, options).map_err(|e| e.to_string())?;
     if args.connect {
         publisher
             .connect(&args.endpoint)
@@ -79,7 +185,9 @@ pub fn publish(args: &PubArgs) -> Result<(), String> {
         let bound = publisher.bind(&args.endpoint).map_err(|e| e.to_string())?;
         eprintln!("volley pub: bound {bound}");
     }
+    // A multicast group has no handshake: there is nobody to wait for.
     if args.wait_subscribers > 0
+        && !multicast
         && !publisher.wait_for_subscribers(
             args.wait_subscribers,
             seconds(args.wait_timeout, "--wait-timeout")?,
@@ -131,6 +239,9 @@ pub fn publish(args: &PubArgs) -> Result<(), String> {
         }
     }
     let flushed = publisher.flush(Duration::from_secs(10));
+    if multicast {
+        std::thread::sleep(seconds(args.drain, "--drain")?);
+    }
     let s = publisher.stats();
     eprintln!(
         "volley pub: {sent} sent in {:.3}s, {} delivered to peers, {} dropped by the queue policy{}",
@@ -139,11 +250,19 @@ pub fn publish(args: &PubArgs) -> Result<(), String> {
         s.dropped,
         if flushed { "" } else { ", some still unsent after 10s" }
     );
+    print_sender_stats(&publisher.multicast_stats());
     Ok(())
 }
 
 pub fn subscribe(args: &SubArgs) -> Result<(), String> {
-    let mut sub = Subscriber::new().map_err(|e| e.to_string())?;
+    let options = multicast_options(
+        is_multicast(&args.endpoint),
+        args.reliable,
+        args.loss,
+        args.loss_seed,
+    )?;
+    let context = volley::io::Context::global().map_err(|e| e.to_string())?;
+    let mut sub = Subscriber::with_options(context, options).map_err(|e| e.to_string())?;
     if args.bind {
         let bound = sub.bind(&args.endpoint).map_err(|e| e.to_string())?;
         eprintln!("volley sub: bound {bound}");
@@ -166,6 +285,7 @@ pub fn subscribe(args: &SubArgs) -> Result<(), String> {
                 Some(m) => m,
                 None => {
                     if let Some(c) = args.count {
+                        print_receiver_stats(&sub.multicast_stats());
                         return Err(format!("timed out after {received} of {c} messages"));
                     }
                     break;
@@ -173,6 +293,10 @@ pub fn subscribe(args: &SubArgs) -> Result<(), String> {
             },
             None => sub.recv().map_err(|e| e.to_string())?,
         };
+        received += 1;
+        if args.quiet {
+            continue;
+        }
         let mut line = String::from_utf8_lossy(message.topic()).into_owned();
         for frame in message.frames().iter().skip(1) {
             line.push('\t');
@@ -187,7 +311,6 @@ pub fn subscribe(args: &SubArgs) -> Result<(), String> {
         if writeln!(out, "{line}").is_err() {
             break; // stdout closed (e.g. piped into head)
         }
-        received += 1;
     }
     let _ = out.flush();
     let s = sub.stats();
@@ -197,5 +320,7 @@ pub fn subscribe(args: &SubArgs) -> Result<(), String> {
             s.dropped
         );
     }
+    eprintln!("volley sub: {received} received");
+    print_receiver_stats(&sub.multicast_stats());
     Ok(())
 }
