@@ -34,11 +34,43 @@ pub(crate) struct ConnIo {
     pub(crate) read_by_user: bool,
     /// When the connection was last read.
     pub(crate) last_read: Instant,
+    /// When a user thread last sent on it directly (publishers).
+    pub(crate) last_send: Option<Instant>,
+    /// The last write would have blocked: the writable edge, served by the I/O thread,
+    /// writes next, and direct sends only append until then.
+    pub(crate) write_blocked: bool,
 }
 
 /// How long a connection read by a user thread may go unread before the I/O thread
 /// reads it in its place.
 pub(crate) const USER_READ_IDLE: std::time::Duration = std::time::Duration::from_millis(10);
+
+/// Bytes a user thread may leave queued in a session before it hands further messages
+/// to the peer's ring (the I/O thread's own limit for draining that ring).
+pub(crate) const DIRECT_HIGH_WATER: usize = 256 * 1024;
+/// A batch being built by direct sends is written by the sending thread at this size.
+pub(crate) const DIRECT_FLUSH_BYTES: usize = 32 * 1024;
+/// A send this soon after the previous one is taken as part of a burst and batched; a
+/// request/reply exchange (a round trip is several microseconds even on loopback) is not.
+pub(crate) const BURST_GAP: std::time::Duration = std::time::Duration::from_micros(2);
+
+/// What [`ConnIo::send_direct`] did with a message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum DirectSend {
+    /// In the session; written, or a write of it is already due.
+    Sent,
+    /// In the session, batched: the caller must kick the I/O thread, which writes it.
+    Deferred,
+    /// The session holds too much: use the peer's ring.
+    Full,
+    /// The connection is broken.
+    Broken,
+}
+
+fn frames_len(frames: &[Bytes]) -> usize {
+    // Frame headers are 2 or 9 bytes; the estimate only decides when to write.
+    frames.iter().map(|f| f.len() + 2).sum()
+}
 
 /// A connection handed to a busy-polling user thread.
 pub(crate) struct DirectConn {
@@ -91,14 +123,55 @@ impl ConnIo {
         delivered
     }
 
-    /// Queues `frames` and writes what the socket takes now; the I/O thread writes the
-    /// rest when the socket has room. Returns false if the connection is broken.
-    pub(crate) fn write_message(&mut self, frames: &[Bytes]) -> bool {
-        if self.failed || self.closed || self.session.send_message(frames).is_err() {
-            return false;
+    /// Encodes `frames` into the session on the calling thread. An isolated message is
+    /// written at once (one system call, no thread hand-off); one that follows the
+    /// previous send within [`BURST_GAP`] joins a batch that is written once it holds
+    /// [`DIRECT_FLUSH_BYTES`], or by the I/O thread when the caller kicks it, so a burst
+    /// of small messages costs one system call per batch, not per message.
+    pub(crate) fn send_direct(&mut self, frames: &[Bytes]) -> DirectSend {
+        if self.failed || self.closed {
+            return DirectSend::Broken;
         }
+        let before = self.session.queued_len();
+        if before >= DIRECT_HIGH_WATER {
+            // The socket is not keeping up: the message waits in the peer's ring, where
+            // the overflow policy sees it.
+            return DirectSend::Full;
+        }
+        if self.session.send_message(frames).is_err() {
+            return DirectSend::Broken;
+        }
+        if before > 0 || self.write_blocked {
+            // A write of what the session holds is already due (a kick not yet served,
+            // or the writable edge after a write that would have blocked): append, and
+            // write here only once the batch is worth a system call.
+            if !self.write_blocked && before + frames_len(frames) >= DIRECT_FLUSH_BYTES {
+                self.write_now();
+            }
+        } else {
+            // Only a send into an empty session reads the clock.
+            let now = Instant::now();
+            let burst = self
+                .last_send
+                .is_some_and(|t| now.saturating_duration_since(t) < BURST_GAP);
+            self.last_send = Some(now);
+            if burst {
+                return DirectSend::Deferred;
+            }
+            self.write_now();
+        }
+        if self.failed {
+            DirectSend::Broken
+        } else {
+            DirectSend::Sent
+        }
+    }
+
+    fn write_now(&mut self) {
         self.flush();
-        !self.failed
+        // The gap to the next send counts from the end of this write, which may take
+        // longer than a burst's gap itself.
+        self.last_send = Some(Instant::now());
     }
 
     fn flush(&mut self) {
@@ -107,7 +180,7 @@ impl ConnIo {
         }
         match self.session.write_to(&mut self.stream) {
             Ok(_) => {}
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.write_blocked = true,
             Err(_) => self.failed = true,
         }
     }

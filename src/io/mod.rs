@@ -27,7 +27,7 @@ use crate::proto::zmtp::Message;
 use crate::ring::Producer;
 use crate::socket::{Endpoint, Error, PeerShared, SocketOptions, SocketShared};
 
-pub(crate) use direct::{ConnIo, DirectConn};
+pub(crate) use direct::{ConnIo, DirectConn, DirectSend};
 pub(crate) use mcast::{lock, open_socket, McastRx, McastTx};
 pub(crate) use stream::ConnectTarget;
 
@@ -38,8 +38,9 @@ pub(crate) type SocketId = u64;
 pub(crate) struct PeerLink {
     pub(crate) shared: Arc<PeerShared>,
     pub(crate) queue: Producer<Arc<Message>>,
-    /// The connection itself, for a busy-polling publisher that writes it directly.
-    pub(crate) direct: Option<Arc<Mutex<ConnIo>>>,
+    /// The connection itself, which the publisher writes directly when nothing older
+    /// waits in `queue`.
+    pub(crate) direct: Arc<Mutex<ConnIo>>,
 }
 
 /// A multicast member of a socket, shared by its user handle and the I/O thread.

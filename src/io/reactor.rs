@@ -111,6 +111,9 @@ pub(crate) struct Reactor {
     /// Reused lists of what a loop iteration must visit, so the loop never allocates.
     due: Vec<Token>,
     due_dialers: Vec<u64>,
+    /// Messages of one read, pushed into the subscriber's ring together: one hand-off
+    /// (and at most one wake-up of a parked receiver) per read, not per message.
+    received: Vec<Message>,
 }
 
 impl Reactor {
@@ -129,6 +132,7 @@ impl Reactor {
             scratch: vec![0; READ_CHUNK],
             due: Vec::new(),
             due_dialers: Vec::new(),
+            received: Vec::new(),
         }
     }
 
@@ -403,6 +407,8 @@ impl Reactor {
             closed: false,
             read_by_user: false,
             last_read: now,
+            last_send: None,
+            write_blocked: false,
         }));
         self.conns.insert(
             token,
@@ -510,7 +516,6 @@ impl Reactor {
                         d.ever_connected = true;
                         d.backoff.reset();
                     }
-                    let busy = entry.options.recv_mode == crate::socket::RecvMode::BusyPoll;
                     match &entry.role {
                         Role::Publisher { attach } => {
                             // The I/O thread drains this ring when kicked, never parks on
@@ -519,10 +524,13 @@ impl Reactor {
                             let (queue, consumer) =
                                 spsc_polled(entry.options.queue_capacity, config);
                             conn.outbound = Some(consumer);
+                            // Every publisher writes directly when it can: the send
+                            // is on a user thread anyway, and a hand-off to this thread
+                            // costs a wake-up and a thread hop per message or batch.
                             let _ = attach.send(PeerLink {
                                 shared: conn.peer.clone(),
                                 queue,
-                                direct: busy.then(|| conn.io.clone()),
+                                direct: conn.io.clone(),
                             });
                         }
                         Role::Subscriber {
@@ -547,10 +555,8 @@ impl Reactor {
                 Event::Message(message) => {
                     messages += 1;
                     bytes += message.byte_len() as u64;
-                    if let Role::Subscriber { inbound, .. } = &mut entry.role {
-                        // A refusal is counted by the ring (its policy); the I/O thread
-                        // never waits here.
-                        let _ = inbound.push(message);
+                    if let Role::Subscriber { .. } = &entry.role {
+                        self.received.push(message);
                     }
                 }
                 Event::Subscribe(_) | Event::Cancel(_) => {
@@ -563,6 +569,12 @@ impl Reactor {
                         .fetch_add(1, Ordering::Release);
                 }
             }
+        }
+        if let Role::Subscriber { inbound, .. } = &mut entry.role {
+            let mut received = self.received.drain(..);
+            // A refusal is counted by the ring (its policy) and ends a batch; the rest
+            // goes on, each item meeting the policy. The I/O thread never waits here.
+            while inbound.push_batch(received.by_ref()).error.is_some() {}
         }
         if messages > 0 {
             conn.peer.messages_in.fetch_add(messages, Ordering::Relaxed);
@@ -592,7 +604,10 @@ impl Reactor {
         } = conn;
         let mut io = lock(io);
         let ConnIo {
-            stream, session, ..
+            stream,
+            session,
+            write_blocked,
+            ..
         } = &mut *io;
         loop {
             // Whether the ring may still hold messages: the drain stopped at the session's
@@ -630,8 +645,11 @@ impl Reactor {
             peer.unsent_bytes
                 .store(session.queued_len() as u64, Ordering::Relaxed);
             match written {
-                Ok(_) => {}
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
+                Ok(_) => *write_blocked = false,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    *write_blocked = true;
+                    return Ok(());
+                }
                 Err(_) => return Err(Closing::Io),
             }
             // Stop when nothing is left, or when nothing moved (handshake gate).

@@ -13,7 +13,7 @@ use super::multicast::{self, MulticastSenderStats};
 use super::{
     check_capacity, Endpoint, Error, Message, PeerStats, SocketHandle, SocketOptions, SocketStats,
 };
-use crate::io::{lock, Context, McastTx, PeerLink, Role};
+use crate::io::{lock, Context, DirectSend, McastTx, PeerLink, Role};
 use crate::proto::mcast::SendError;
 use crate::proto::subscriptions::SubscriptionTable;
 use crate::ring::{PushError, RingStats};
@@ -34,6 +34,9 @@ pub struct Publisher {
     peers: Vec<Peer>,
     /// Drops counted by the rings of peers that have gone.
     retired_drops: u64,
+    /// Messages and bytes sent directly to peers that have gone (see
+    /// `Peer::direct_messages`).
+    retired_direct: (u64, u64),
     /// Multicast groups joined; each gets every message (receivers filter).
     groups: Vec<Arc<Mutex<McastTx>>>,
     options: SocketOptions,
@@ -43,6 +46,10 @@ struct Peer {
     link: PeerLink,
     version: u64,
     subscriptions: Arc<SubscriptionTable>,
+    /// Sent directly by this handle (the I/O thread counts what it drains from the ring
+    /// in `link.shared`): plain counters, so a direct send costs no atomic RMW.
+    direct_messages: u64,
+    direct_bytes: u64,
 }
 
 impl Peer {
@@ -59,27 +66,60 @@ impl Peer {
     }
 }
 
-/// A busy-polling publisher writes a peer's connection itself when nothing older waits in
-/// that peer's ring and the I/O thread is not using the connection: `Some(true)` when
-/// the message went into the connection, `Some(false)` when the connection is broken,
-/// `None` to take the ring instead.
-fn write_directly(peer: &Peer, message: &Message) -> Option<bool> {
-    let io = peer.link.direct.as_ref()?;
-    let mut io = io.try_lock().ok()?;
+/// Writes `message` into a peer's connection on the calling thread when nothing older
+/// waits in that peer's ring and the I/O thread is not using the connection; `None` to
+/// take the ring instead.
+fn write_directly(peer: &mut Peer, message: &Message) -> Option<DirectSend> {
+    let mut io = peer.link.direct.try_lock().ok()?;
     // Under the lock the I/O thread is not draining the ring: if it is empty, every
     // earlier message is already in the session, ahead of this one.
-    if !peer.link.queue.is_empty() || io.closed {
+    if io.closed || !peer.link.queue.is_empty() {
         return None;
     }
-    let written = io.write_message(message.frames());
-    if written {
-        let shared = &peer.link.shared;
-        shared.messages_out.fetch_add(1, Ordering::Relaxed);
-        shared
-            .bytes_out
-            .fetch_add(message.byte_len() as u64, Ordering::Relaxed);
+    let sent = io.send_direct(message.frames());
+    peer.link
+        .shared
+        .unsent_bytes
+        .store(io.session.queued_len() as u64, Ordering::Relaxed);
+    drop(io);
+    match sent {
+        DirectSend::Full => None,
+        DirectSend::Sent | DirectSend::Deferred => {
+            peer.direct_messages += 1;
+            peer.direct_bytes += message.byte_len() as u64;
+            Some(sent)
+        }
+        DirectSend::Broken => Some(sent),
     }
-    Some(written)
+}
+
+/// A message being fanned out: owned until a ring needs a shared reference to it.
+enum Outgoing {
+    Owned(Message),
+    Shared(Arc<Message>),
+    Taken,
+}
+
+impl Outgoing {
+    fn get(&self) -> &Message {
+        match self {
+            Outgoing::Owned(m) => m,
+            Outgoing::Shared(m) => m,
+            Outgoing::Taken => unreachable!("an outgoing message is read after being taken"),
+        }
+    }
+
+    fn shared(&mut self) -> Arc<Message> {
+        if let Outgoing::Owned(_) = self {
+            if let Outgoing::Owned(m) = std::mem::replace(self, Outgoing::Taken) {
+                *self = Outgoing::Shared(Arc::new(m));
+            }
+        }
+        match self {
+            Outgoing::Shared(m) => m.clone(),
+            _ => unreachable!("converted above"),
+        }
+    }
 }
 
 fn drops(s: &RingStats) -> u64 {
@@ -102,6 +142,7 @@ impl Publisher {
             attach,
             peers: Vec::new(),
             retired_drops: 0,
+            retired_direct: (0, 0),
             groups: Vec::new(),
             options,
         })
@@ -139,48 +180,49 @@ impl Publisher {
     /// [`stats`](Self::stats)); with the Block policy this waits for room.
     pub fn send(&mut self, message: Message) -> Result<usize, Error> {
         self.attach_new_peers();
-        let message = Arc::new(message);
+        let mut message = Outgoing::Owned(message);
         let mut queued = 0;
         let mut any_closed = false;
-        let mut any_failed = false;
-        let mut queued_in_rings = 0;
+        let mut kick = false;
         for peer in &mut self.peers {
             peer.refresh();
-            if !peer.subscriptions.matches(message.topic()) {
+            if !peer.subscriptions.matches(message.get().topic()) {
                 continue;
             }
-            if let Some(written) = write_directly(peer, &message) {
-                if written {
+            match write_directly(peer, message.get()) {
+                Some(DirectSend::Sent) => {
                     queued += 1;
-                    let shared = &self.handle.shared;
-                    shared.messages_out.fetch_add(1, Ordering::Relaxed);
-                    shared
-                        .bytes_out
-                        .fetch_add(message.byte_len() as u64, Ordering::Relaxed);
-                } else {
-                    any_failed = true;
+                    continue;
                 }
-                continue;
+                Some(DirectSend::Deferred) => {
+                    queued += 1;
+                    kick = true;
+                    continue;
+                }
+                // The I/O thread closes it (and reconnects, for a connect).
+                Some(DirectSend::Broken) => {
+                    kick = true;
+                    continue;
+                }
+                Some(DirectSend::Full) | None => {}
             }
-            match peer.link.queue.push(message.clone()) {
+            match peer.link.queue.push(message.shared()) {
                 Ok(()) => {
                     queued += 1;
-                    queued_in_rings += 1;
+                    kick = true;
                 }
                 Err(PushError::Closed(_)) => any_closed = true,
                 Err(_) => {}
             }
         }
-        if queued_in_rings > 0 || any_failed {
-            // A direct write needs no kick: what a full socket did not take, the I/O
-            // thread writes on the socket's next writable edge.
+        if kick {
             self.handle.context.kick();
         }
         if any_closed {
             self.retire_closed_peers();
         }
         if !self.groups.is_empty() {
-            queued += self.send_to_groups(&message)?;
+            queued += self.send_to_groups(message.get())?;
         }
         Ok(queued)
     }
@@ -229,7 +271,7 @@ impl Publisher {
         topic: impl Into<Bytes>,
         payload: impl Into<Bytes>,
     ) -> Result<usize, Error> {
-        self.send(Message::new(vec![topic.into(), payload.into()]))
+        self.send(Message::with_topic(topic.into(), payload.into()))
     }
 
     fn attach_new_peers(&mut self) {
@@ -238,20 +280,27 @@ impl Publisher {
                 link,
                 version: u64::MAX,
                 subscriptions: Arc::new(SubscriptionTable::new()),
+                direct_messages: 0,
+                direct_bytes: 0,
             });
         }
     }
 
     fn retire_closed_peers(&mut self) {
         let mut retired = 0;
+        let (mut messages, mut bytes) = (0, 0);
         self.peers.retain(|p| {
             let gone = p.link.queue.is_closed();
             if gone {
                 retired += drops(&p.link.queue.stats());
+                messages += p.direct_messages;
+                bytes += p.direct_bytes;
             }
             !gone
         });
         self.retired_drops += retired;
+        self.retired_direct.0 += messages;
+        self.retired_direct.1 += bytes;
     }
 
     /// Peers connected now (handshake done).
@@ -338,6 +387,12 @@ impl Publisher {
                 .iter()
                 .map(|p| drops(&p.link.queue.stats()))
                 .sum::<u64>();
+        s.messages_out += self.retired_direct.0;
+        s.bytes_out += self.retired_direct.1;
+        for p in &self.peers {
+            s.messages_out += p.direct_messages;
+            s.bytes_out += p.direct_bytes;
+        }
         s
     }
 
@@ -346,7 +401,12 @@ impl Publisher {
         self.attach_new_peers();
         self.peers
             .iter()
-            .map(|p| p.link.shared.stats(Some(p.link.queue.stats())))
+            .map(|p| {
+                let mut s = p.link.shared.stats(Some(p.link.queue.stats()));
+                s.messages_out += p.direct_messages;
+                s.bytes_out += p.direct_bytes;
+                s
+            })
             .collect()
     }
 }
