@@ -108,6 +108,9 @@ impl ConnIo {
             };
             self.input.extend_from_slice(&scratch[..n]);
             let result = self.session.handle_input(&mut self.input, now);
+            // A short read emptied the socket: asking again would only return WouldBlock,
+            // a system call on the message's path. The caller's next poll reads on.
+            let drained = n < scratch.len();
             while let Some(event) = self.session.poll_event() {
                 // A subscriber's peer sends nothing but messages after the handshake.
                 if let Event::Message(m) = event {
@@ -117,6 +120,9 @@ impl ConnIo {
             }
             if result.is_err() {
                 self.failed = true;
+            }
+            if drained {
+                break;
             }
         }
         self.flush();

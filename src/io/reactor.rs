@@ -30,6 +30,8 @@ const SESSION_HIGH_WATER: usize = 256 * 1024;
 const DRAIN_BATCH: usize = 256;
 /// Bytes read per system call.
 const READ_CHUNK: usize = 64 * 1024;
+/// Reads the I/O thread makes, per visit, of a connection its user thread reads.
+const IDLE_READ_CHUNKS: usize = 16;
 
 struct SocketEntry {
     role: Role,
@@ -460,14 +462,14 @@ impl Reactor {
                 Err(_) => return Err(Closing::Io),
             }
         }
-        self.read_all(token, now)?;
+        self.read_all(token, now, usize::MAX)?;
         self.service_out(token)
     }
 
-    /// Reads until the socket would block (mio readiness is edge-triggered), handing
-    /// each chunk to the session and acting on its events.
-    fn read_all(&mut self, token: Token, now: Instant) -> Result<(), Closing> {
-        loop {
+    /// Reads until the socket would block (mio readiness is edge-triggered) or `chunks`
+    /// reads were made, handing each chunk to the session and acting on its events.
+    fn read_all(&mut self, token: Token, now: Instant, chunks: usize) -> Result<(), Closing> {
+        for _ in 0..chunks {
             let Some(conn) = self.conns.get_mut(&token) else {
                 return Ok(());
             };
@@ -487,6 +489,7 @@ impl Reactor {
             drop(io);
             result.map_err(Closing::Session)?;
         }
+        Ok(())
     }
 
     fn dispatch_events(&mut self, token: Token, io: &mut ConnIo) {
@@ -532,6 +535,7 @@ impl Reactor {
                                 queue,
                                 direct: conn.io.clone(),
                             });
+                            entry.shared.attached.fetch_add(1, Ordering::Release);
                         }
                         Role::Subscriber {
                             direct: Some(direct),
@@ -843,7 +847,9 @@ impl Reactor {
                 lock(&conn.io).last_read = now;
             }
             let result = self
-                .read_all(token, now)
+                // Bounded: a publisher that keeps writing would otherwise keep this
+                // thread reading, and the user thread, back from elsewhere, locked out.
+                .read_all(token, now, IDLE_READ_CHUNKS)
                 .and_then(|()| self.service_out(token));
             if let Err(why) = result {
                 self.close_conn(token, why, now);

@@ -240,6 +240,9 @@ pub(crate) struct SocketShared {
     pub(crate) oversized: AtomicU64,
     /// The connected peers, kept by the I/O thread (added at READY, removed at close).
     pub(crate) peer_list: Mutex<Vec<Arc<PeerShared>>>,
+    /// Bumped by the I/O thread after it sent a publisher a new peer: a send looks at
+    /// the channel only when this moved (one load instead of a channel poll).
+    pub(crate) attached: AtomicU64,
 }
 
 impl SocketShared {

@@ -37,6 +37,8 @@ pub struct Publisher {
     /// Messages and bytes sent directly to peers that have gone (see
     /// `Peer::direct_messages`).
     retired_direct: (u64, u64),
+    /// `SocketShared::attached` when the attach channel was last drained.
+    attached_seen: u64,
     /// Multicast groups joined; each gets every message (receivers filter).
     groups: Vec<Arc<Mutex<McastTx>>>,
     options: SocketOptions,
@@ -67,10 +69,13 @@ impl Peer {
 }
 
 /// Writes `message` into a peer's connection on the calling thread when nothing older
-/// waits in that peer's ring and the I/O thread is not using the connection; `None` to
-/// take the ring instead.
+/// waits in that peer's ring; `None` to take the ring instead.
+///
+/// It waits for the connection's lock: the I/O thread holds it only to write or read a
+/// chunk, and taking the ring instead would send every later message through the ring
+/// too (to keep the order) until the I/O thread drained it.
 fn write_directly(peer: &mut Peer, message: &Message) -> Option<DirectSend> {
-    let mut io = peer.link.direct.try_lock().ok()?;
+    let mut io = lock(&peer.link.direct);
     // Under the lock the I/O thread is not draining the ring: if it is empty, every
     // earlier message is already in the session, ahead of this one.
     if io.closed || !peer.link.queue.is_empty() {
@@ -143,6 +148,7 @@ impl Publisher {
             peers: Vec::new(),
             retired_drops: 0,
             retired_direct: (0, 0),
+            attached_seen: 0,
             groups: Vec::new(),
             options,
         })
@@ -275,6 +281,11 @@ impl Publisher {
     }
 
     fn attach_new_peers(&mut self) {
+        let attached = self.handle.shared.attached.load(Ordering::Acquire);
+        if attached == self.attached_seen {
+            return;
+        }
+        self.attached_seen = attached;
         while let Ok(link) = self.attach.try_recv() {
             self.peers.push(Peer {
                 link,
