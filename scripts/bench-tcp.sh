@@ -81,23 +81,23 @@ field() { # field NAME LINE
     done
 }
 
-# run KEY_PREFIX FIELDS... -- COMMAND...: runs COMMAND REPS times, keeps FIELDS of its RESULT line.
+# run KEY_PREFIX FIELDS... -- COMMAND...: runs COMMAND once, keeps FIELDS of its RESULT line.
+# The callers loop over the repetitions outside, so that one repetition runs every
+# implementation back to back and a noisy moment of the host hits them alike.
 run() {
     local prefix="$1"; shift
     local fields=()
     while [ "$1" != "--" ]; do fields+=("$1"); shift; done
     shift
-    local rep line f
-    for rep in $(seq "$REPS"); do
-        if ! line=$(timeout "$RUN_TIMEOUT" "$@" 2>>"$RAW_OUT.err" | grep '^RESULT'); then
-            say "FAILED ($rep/$REPS): $*  (stderr in $RAW_OUT.err)"
-            failures=$((failures + 1))
-            continue
-        fi
-        echo "$line" >>"$RAW_OUT"
-        for f in "${fields[@]}"; do
-            VALUES["$prefix $f"]+="$(field "$f" "$line") "
-        done
+    local line f
+    if ! line=$(timeout "$RUN_TIMEOUT" "$@" 2>>"$RAW_OUT.err" | grep '^RESULT'); then
+        say "FAILED: $*  (stderr in $RAW_OUT.err)"
+        failures=$((failures + 1))
+        return
+    fi
+    echo "$line" >>"$RAW_OUT"
+    for f in "${fields[@]}"; do
+        VALUES["$prefix $f"]+="$(field "$f" "$line") "
     done
 }
 
@@ -116,26 +116,28 @@ wire_size() {
 
 start=$(date +%s)
 : >"$RAW_OUT.err"
-for size in 64 1024; do
-    count=$THR_COUNT_64
-    [ "$size" = 1024 ] && count=$THR_COUNT_1K
-    say "throughput, $size B x $count, $REPS runs each"
-    run "volley thr $size" msgs_per_s mb_per_s -- "$RS_BIN" thr --size "$size" --count "$count"
-    run "volleybusy thr $size" msgs_per_s mb_per_s -- "$RS_BIN" thr --busy --size "$size" --count "$count"
-    run "libzmq thr $size" msgs_per_s mb_per_s -- "$C_BIN" thr --size "$size" --count "$count"
-done
-for size in 64 1024; do
-    say "latency, $size B x $LAT_COUNT round trips, $REPS runs each"
-    for recv in blocking busy; do
-        busy=()
-        [ "$recv" = busy ] && busy=(--busy)
-        run "volley lat-$recv $size" p50_us p99_us -- "$RS_BIN" lat --size "$size" --count "$LAT_COUNT" "${busy[@]}"
-        if [ "$recv" = blocking ] || [ "$LIBZMQ_BUSY" = 1 ]; then
-            run "libzmq lat-$recv $size" p50_us p99_us -- "$C_BIN" lat --size "$size" --count "$LAT_COUNT" "${busy[@]}"
-        fi
+for rep in $(seq "$REPS"); do
+    for size in 64 1024; do
+        count=$THR_COUNT_64
+        [ "$size" = 1024 ] && count=$THR_COUNT_1K
+        say "run $rep/$REPS: throughput, $size B x $count"
+        run "volley thr $size" msgs_per_s mb_per_s -- "$RS_BIN" thr --size "$size" --count "$count"
+        run "volleybusy thr $size" msgs_per_s mb_per_s -- "$RS_BIN" thr --busy --size "$size" --count "$count"
+        run "libzmq thr $size" msgs_per_s mb_per_s -- "$C_BIN" thr --size "$size" --count "$count"
+    done
+    for size in 64 1024; do
+        say "run $rep/$REPS: latency, $size B x $LAT_COUNT round trips"
         wire=$(wire_size "$size")
-        run "raw lat-$recv $size" p50_us p99_us -- "$C_BIN" raw --size "$wire" --count "$LAT_COUNT" "${busy[@]}"
-        run "rawpair lat-$recv $size" p50_us p99_us -- "$C_BIN" raw --pair --size "$wire" --count "$LAT_COUNT" "${busy[@]}"
+        for recv in blocking busy; do
+            busy=()
+            [ "$recv" = busy ] && busy=(--busy)
+            run "volley lat-$recv $size" p50_us p99_us -- "$RS_BIN" lat --size "$size" --count "$LAT_COUNT" "${busy[@]}"
+            if [ "$recv" = blocking ] || [ "$LIBZMQ_BUSY" = 1 ]; then
+                run "libzmq lat-$recv $size" p50_us p99_us -- "$C_BIN" lat --size "$size" --count "$LAT_COUNT" "${busy[@]}"
+            fi
+            run "raw lat-$recv $size" p50_us p99_us -- "$C_BIN" raw --size "$wire" --count "$LAT_COUNT" "${busy[@]}"
+            run "rawpair lat-$recv $size" p50_us p99_us -- "$C_BIN" raw --pair --size "$wire" --count "$LAT_COUNT" "${busy[@]}"
+        done
     done
 done
 elapsed=$(($(date +%s) - start))

@@ -36,6 +36,8 @@ pub(crate) struct ConnIo {
     pub(crate) last_read: Instant,
     /// When a user thread last sent on it directly (publishers).
     pub(crate) last_send: Option<Instant>,
+    /// A direct send appended to a batch not yet written: the sender is in a burst.
+    pub(crate) batching: bool,
     /// The last write would have blocked: the writable edge, served by the I/O thread,
     /// writes next, and direct sends only append until then.
     pub(crate) write_blocked: bool,
@@ -49,7 +51,7 @@ pub(crate) const USER_READ_IDLE: std::time::Duration = std::time::Duration::from
 /// to the peer's ring (the I/O thread's own limit for draining that ring).
 pub(crate) const DIRECT_HIGH_WATER: usize = 256 * 1024;
 /// A batch being built by direct sends is written by the sending thread at this size.
-pub(crate) const DIRECT_FLUSH_BYTES: usize = 32 * 1024;
+pub(crate) const DIRECT_FLUSH_BYTES: usize = 64 * 1024;
 /// A send this soon after the previous one is taken as part of a burst and batched; a
 /// request/reply exchange (a round trip is several microseconds even on loopback) is not.
 pub(crate) const BURST_GAP: std::time::Duration = std::time::Duration::from_micros(2);
@@ -151,15 +153,19 @@ impl ConnIo {
             // A write of what the session holds is already due (a kick not yet served,
             // or the writable edge after a write that would have blocked): append, and
             // write here only once the batch is worth a system call.
+            self.batching = true;
             if !self.write_blocked && before + frames_len(frames) >= DIRECT_FLUSH_BYTES {
                 self.write_now();
             }
         } else {
-            // Only a send into an empty session reads the clock.
+            // Only a send into an empty session reads the clock. One that finds the
+            // batch before it already written (by the I/O thread) is still in the burst,
+            // however long ago the batch began.
             let now = Instant::now();
-            let burst = self
-                .last_send
-                .is_some_and(|t| now.saturating_duration_since(t) < BURST_GAP);
+            let burst = std::mem::take(&mut self.batching)
+                || self
+                    .last_send
+                    .is_some_and(|t| now.saturating_duration_since(t) < BURST_GAP);
             self.last_send = Some(now);
             if burst {
                 return DirectSend::Deferred;

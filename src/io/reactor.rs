@@ -410,6 +410,7 @@ impl Reactor {
             read_by_user: false,
             last_read: now,
             last_send: None,
+            batching: false,
             write_blocked: false,
         }));
         self.conns.insert(
