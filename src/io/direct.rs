@@ -1,13 +1,19 @@
-//! A connection's bytes and protocol state, shared by the I/O thread and a busy-polling
-//! user thread.
+//! A connection's bytes and protocol state, shared by the I/O thread and a user thread
+//! that reads or writes it directly.
 //!
-//! With [`RecvMode::BusyPoll`](crate::socket::RecvMode::BusyPoll), after the handshake
-//! the I/O thread hands each connection of the socket to its user thread, which then
-//! reads (a subscriber) or writes (a publisher) it itself: a message costs the system
-//! calls a raw socket would make, with no thread hand-off and no wake-up. The I/O thread
-//! keeps doing what must happen while the user thread is elsewhere (heartbeats,
-//! reconnects, reads and writes on readiness), under the same lock; the user thread only
-//! ever `try_lock`s, so it never waits for the I/O thread.
+//! A publisher's `send` encodes into the peer's session and writes it on the calling
+//! thread whenever nothing older waits in that peer's ring (any [`RecvMode`]): an
+//! isolated message costs the system call a raw socket would make, and a burst is
+//! batched (see [`ConnIo::send_direct`]). With [`RecvMode::BusyPoll`], after the
+//! handshake the I/O thread also hands each connection of a subscriber to its user
+//! thread, which reads it itself: no thread hand-off and no wake-up. The I/O thread keeps
+//! doing what must happen while the user thread is elsewhere (heartbeats, reconnects,
+//! reads and writes on readiness, the tail of a batch), under the same lock. A reading
+//! user thread only `try_lock`s; a publisher waits for the lock, which the I/O thread
+//! holds only for one write or read.
+//!
+//! [`RecvMode`]: crate::socket::RecvMode
+//! [`RecvMode::BusyPoll`]: crate::socket::RecvMode::BusyPoll
 
 use std::io::{self, Read};
 use std::sync::{Arc, Mutex};

@@ -3,9 +3,11 @@
 //! of its own.
 //!
 //! User threads talk to it two ways: rare requests (bind, connect, subscribe, close) go
-//! through a command channel plus the poll's waker; messages go through lock-free rings,
-//! and a user thread wakes the I/O thread only when it is not already due to look
-//! (`Context::kick`), so a burst of sends costs one wake-up, not one per message.
+//! through a command channel plus the poll's waker; messages are written into the
+//! connection by the sending thread itself when it can (see `direct`), and otherwise go
+//! through lock-free rings. A user thread wakes the I/O thread only when it is not
+//! already due to look (`Context::kick`), so a burst of sends costs one wake-up, not one
+//! per message.
 
 mod backoff;
 mod direct;

@@ -182,16 +182,16 @@ impl SessionConfig {
 
 /// A multipart message.
 ///
-/// Up to [`INLINE_FRAMES`] frames (a topic and a payload, the common shape) are held in
-/// the message itself: making, receiving and dropping one allocates nothing beyond the
-/// frames' own buffers.
+/// Up to two frames (a topic and a payload, the common shape) are held in the message
+/// itself: making, receiving and dropping one allocates nothing beyond the frames' own
+/// buffers.
 #[derive(Clone, Default)]
 pub struct Message {
     frames: Frames,
 }
 
 /// Frames a [`Message`] holds without a separate allocation.
-pub const INLINE_FRAMES: usize = 2;
+const INLINE_FRAMES: usize = 2;
 
 #[derive(Clone)]
 enum Frames {
@@ -1092,6 +1092,29 @@ mod tests {
         session.handle_input(&mut input, now).unwrap();
         assert!(session.is_ready());
         (session, now)
+    }
+
+    #[test]
+    fn messages_keep_two_frames_inline_and_grow_past_them_intact() {
+        let f = |s: &'static str| Bytes::from_static(s.as_bytes());
+        let mut m = Message::default();
+        assert!(m.is_empty());
+        assert_eq!(m.topic(), b"");
+        m.push_frame(f("a"));
+        m.push_frame(f("bb"));
+        assert_eq!(m, Message::with_topic(f("a"), f("bb")));
+        assert_eq!(m, Message::new(vec![f("a"), f("bb")]));
+        m.push_frame(f("ccc"));
+        m.push_frame(f(""));
+        assert_eq!(m.frames(), &[f("a"), f("bb"), f("ccc"), f("")][..]);
+        assert_eq!((m.topic(), m.byte_len()), (&b"a"[..], 6));
+        assert_eq!(m, Message::new(vec![f("a"), f("bb"), f("ccc"), f("")]));
+        assert_ne!(m, Message::with_topic(f("a"), f("bb")));
+        assert_eq!(m.clone().into_frames().len(), 4);
+        assert_eq!(
+            Message::with_topic(f("x"), f("y")).into_frames(),
+            vec![f("x"), f("y")]
+        );
     }
 
     #[test]

@@ -24,10 +24,13 @@ use crate::ring::{PushError, RingStats};
 /// their subscription arrived (ZeroMQ's "slow joiner");
 /// [`wait_for_subscribers`](Publisher::wait_for_subscribers) bridges that gap where it matters.
 ///
-/// Implementation notes: each peer has its own SPSC ring from this handle to the I/O
-/// thread, so the overflow policy applies per peer and a slow subscriber never stalls the
-/// others (unless the policy is Block). A message is reference-counted once and shared by
-/// every peer's ring: fan-out copies no payload.
+/// Implementation notes: `send` encodes the message into each matching peer's
+/// connection and writes it on the calling thread while that connection keeps up
+/// (bursts are batched into one write). Behind a peer that does not keep up (256 KiB
+/// unsent), messages go to that peer's own SPSC ring to the I/O thread, so the overflow
+/// policy applies per peer and a slow subscriber never stalls the others (unless the
+/// policy is Block). A message that goes to rings is reference-counted once and shared
+/// by them: fan-out copies no payload.
 pub struct Publisher {
     handle: SocketHandle,
     attach: Receiver<PeerLink>,
