@@ -79,7 +79,7 @@ pub enum RecvMode {
     #[default]
     Blocking,
     /// The calling thread does the socket's I/O itself and spins instead of sleeping
-    /// (yielding the CPU after 200 µs without a message): no thread hand-off and no
+    /// (yielding the CPU after 50 µs without a message): no thread hand-off and no
     /// wake-up on the way, at the cost of a busy core. After a connection's handshake, a
     /// subscriber's `recv` reads it directly; multicast groups are read directly too.
     /// (A publisher's `send` writes its connections directly in either mode, when
