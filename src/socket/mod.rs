@@ -86,8 +86,8 @@ pub enum RecvMode {
     /// nothing older waits in that peer's queue.) The I/O thread still runs the
     /// handshakes, reconnects and heartbeats, and reads a connection whose thread has not
     /// for 10 ms, so a subscriber that is away still answers PINGs. On loopback the
-    /// 64-byte ping-pong over two pub/sub pairs is within 1.2x of the same exchange over
-    /// two raw busy-polled sockets (see the README's Performance section).
+    /// 64-byte ping-pong over two pub/sub pairs is within 1.1-1.4x of the same exchange
+    /// over two raw busy-polled sockets (see the README's Performance section).
     BusyPoll,
 }
 
