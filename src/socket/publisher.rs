@@ -105,7 +105,6 @@ fn write_directly(peer: &mut Peer, message: &Message) -> Option<DirectSend> {
 enum Outgoing {
     Owned(Message),
     Shared(Arc<Message>),
-    Taken,
 }
 
 impl Outgoing {
@@ -113,20 +112,17 @@ impl Outgoing {
         match self {
             Outgoing::Owned(m) => m,
             Outgoing::Shared(m) => m,
-            Outgoing::Taken => unreachable!("an outgoing message is read after being taken"),
         }
     }
 
     fn shared(&mut self) -> Arc<Message> {
-        if let Outgoing::Owned(_) = self {
-            if let Outgoing::Owned(m) = std::mem::replace(self, Outgoing::Taken) {
-                *self = Outgoing::Shared(Arc::new(m));
-            }
-        }
-        match self {
-            Outgoing::Shared(m) => m.clone(),
-            _ => unreachable!("converted above"),
-        }
+        let shared = match self {
+            // Taking leaves an empty message behind for the instant before the swap.
+            Outgoing::Owned(m) => Arc::new(std::mem::take(m)),
+            Outgoing::Shared(m) => return m.clone(),
+        };
+        *self = Outgoing::Shared(shared.clone());
+        shared
     }
 }
 
