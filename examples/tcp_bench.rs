@@ -44,7 +44,7 @@ struct Args {
 type Res<T> = Result<T, String>;
 
 fn parse_args() -> Res<Args> {
-    let usage = "usage: tcp_bench thr [--size B] [--count N]\n       \
+    let usage = "usage: tcp_bench thr [--size B] [--count N] [--busy]\n       \
                  tcp_bench lat [--size B] [--count N] [--warmup W] [--busy]\n\
                  defaults: --size 64, --count 1000000 (thr) / 20000 (lat), --warmup 1000";
     let mut it = std::env::args().skip(1);
@@ -127,18 +127,25 @@ fn pair(
 }
 
 fn message(size: usize, seq: u64) -> Message {
-    Message::new(vec![Bytes::from_static(TOPIC), payload(size, seq)])
+    Message::with_topic(Bytes::from_static(TOPIC), payload(size, seq))
 }
 
 fn run_thr(a: &Args) -> Res<()> {
     let (pub_ctx, sub_ctx) = (context()?, context()?);
+    let recv_mode = if a.busy {
+        RecvMode::BusyPoll
+    } else {
+        RecvMode::Blocking
+    };
     let pub_opts = SocketOptions {
         policy: OverflowPolicy::Block { timeout: None },
+        recv_mode,
         ..SocketOptions::default()
     };
     let sub_opts = SocketOptions {
         queue_capacity: 1 << 16,
         policy: OverflowPolicy::Buffer { max_bytes: 1 << 31 },
+        recv_mode,
         ..SocketOptions::default()
     };
     let (mut publisher, mut subscriber) = pair(&pub_ctx, pub_opts, &sub_ctx, sub_opts)?;
@@ -174,7 +181,8 @@ fn run_thr(a: &Args) -> Res<()> {
         0.0
     };
     println!(
-        "RESULT impl=volley mode=thr size={} count={} received={received} secs={secs:.3} msgs_per_s={rate:.0} mb_per_s={:.2}",
+        "RESULT impl=volley mode=thr recv={} size={} count={} received={received} secs={secs:.3} msgs_per_s={rate:.0} mb_per_s={:.2}",
+        if a.busy { "busy" } else { "blocking" },
         a.size,
         a.count,
         rate * a.size as f64 / 1e6

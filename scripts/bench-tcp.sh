@@ -12,6 +12,12 @@
 # release. Every message is 2 frames (topic "bench" + payload); see those two files for
 # what each mode measures. Latency is RTT/2 in microseconds.
 #
+# Fairness: every implementation gets the same message count, payload size, warm-up and
+# socket options (TCP_NODELAY, loopback, default kernel buffers, no drops in the
+# throughput runs). The raw socket rows send, per message, exactly the bytes volley and
+# libzmq put on the wire for it (the two ZMTP frames: 73 B for a 64 B payload, 1040 B for
+# 1 KiB), so they measure TCP alone for the same traffic.
+#
 # Environment (defaults in brackets): REPS [3] runs of each measurement, the median is
 # reported; THR_COUNT_64 [1000000], THR_COUNT_1K [300000] messages per throughput run;
 # LAT_COUNT [10000] timed round trips per latency run (1000 untimed first);
@@ -75,23 +81,23 @@ field() { # field NAME LINE
     done
 }
 
-# run KEY_PREFIX FIELDS... -- COMMAND...: runs COMMAND REPS times, keeps FIELDS of its RESULT line.
+# run KEY_PREFIX FIELDS... -- COMMAND...: runs COMMAND once, keeps FIELDS of its RESULT line.
+# The callers loop over the repetitions outside, so that one repetition runs every
+# implementation back to back and a noisy moment of the host hits them alike.
 run() {
     local prefix="$1"; shift
     local fields=()
     while [ "$1" != "--" ]; do fields+=("$1"); shift; done
     shift
-    local rep line f
-    for rep in $(seq "$REPS"); do
-        if ! line=$(timeout "$RUN_TIMEOUT" "$@" 2>>"$RAW_OUT.err" | grep '^RESULT'); then
-            say "FAILED ($rep/$REPS): $*  (stderr in $RAW_OUT.err)"
-            failures=$((failures + 1))
-            continue
-        fi
-        echo "$line" >>"$RAW_OUT"
-        for f in "${fields[@]}"; do
-            VALUES["$prefix $f"]+="$(field "$f" "$line") "
-        done
+    local line f
+    if ! line=$(timeout "$RUN_TIMEOUT" "$@" 2>>"$RAW_OUT.err" | grep '^RESULT'); then
+        say "FAILED: $*  (stderr in $RAW_OUT.err)"
+        failures=$((failures + 1))
+        return
+    fi
+    echo "$line" >>"$RAW_OUT"
+    for f in "${fields[@]}"; do
+        VALUES["$prefix $f"]+="$(field "$f" "$line") "
     done
 }
 
@@ -102,26 +108,36 @@ median() { # median KEY -> the median of VALUES[KEY], or "-" when there is none
     printf '%s\n' $vals | sort -g | awk '{v[NR]=$1} END {print v[int((NR+1)/2)]}'
 }
 
+# The ZMTP bytes of one benchmark message: a short frame (1-byte size) up to 255 bytes,
+# a long one (8-byte size) above; the topic frame "bench" is 1 + 1 + 5 bytes.
+wire_size() {
+    if [ "$1" -le 255 ]; then echo $((7 + 2 + $1)); else echo $((7 + 9 + $1)); fi
+}
+
 start=$(date +%s)
 : >"$RAW_OUT.err"
-for size in 64 1024; do
-    count=$THR_COUNT_64
-    [ "$size" = 1024 ] && count=$THR_COUNT_1K
-    say "throughput, $size B x $count, $REPS runs each"
-    run "volley thr $size" msgs_per_s mb_per_s -- "$RS_BIN" thr --size "$size" --count "$count"
-    run "libzmq thr $size" msgs_per_s mb_per_s -- "$C_BIN" thr --size "$size" --count "$count"
-done
-for size in 64 1024; do
-    say "latency, $size B x $LAT_COUNT round trips, $REPS runs each"
-    for recv in blocking busy; do
-        busy=()
-        [ "$recv" = busy ] && busy=(--busy)
-        run "volley lat-$recv $size" p50_us p99_us -- "$RS_BIN" lat --size "$size" --count "$LAT_COUNT" "${busy[@]}"
-        if [ "$recv" = blocking ] || [ "$LIBZMQ_BUSY" = 1 ]; then
-            run "libzmq lat-$recv $size" p50_us p99_us -- "$C_BIN" lat --size "$size" --count "$LAT_COUNT" "${busy[@]}"
-        fi
-        run "raw lat-$recv $size" p50_us p99_us -- "$C_BIN" raw --size "$size" --count "$LAT_COUNT" "${busy[@]}"
-        run "rawpair lat-$recv $size" p50_us p99_us -- "$C_BIN" raw --pair --size "$size" --count "$LAT_COUNT" "${busy[@]}"
+for rep in $(seq "$REPS"); do
+    for size in 64 1024; do
+        count=$THR_COUNT_64
+        [ "$size" = 1024 ] && count=$THR_COUNT_1K
+        say "run $rep/$REPS: throughput, $size B x $count"
+        run "volley thr $size" msgs_per_s mb_per_s -- "$RS_BIN" thr --size "$size" --count "$count"
+        run "volleybusy thr $size" msgs_per_s mb_per_s -- "$RS_BIN" thr --busy --size "$size" --count "$count"
+        run "libzmq thr $size" msgs_per_s mb_per_s -- "$C_BIN" thr --size "$size" --count "$count"
+    done
+    for size in 64 1024; do
+        say "run $rep/$REPS: latency, $size B x $LAT_COUNT round trips"
+        wire=$(wire_size "$size")
+        for recv in blocking busy; do
+            busy=()
+            [ "$recv" = busy ] && busy=(--busy)
+            run "volley lat-$recv $size" p50_us p99_us -- "$RS_BIN" lat --size "$size" --count "$LAT_COUNT" "${busy[@]}"
+            if [ "$recv" = blocking ] || [ "$LIBZMQ_BUSY" = 1 ]; then
+                run "libzmq lat-$recv $size" p50_us p99_us -- "$C_BIN" lat --size "$size" --count "$LAT_COUNT" "${busy[@]}"
+            fi
+            run "raw lat-$recv $size" p50_us p99_us -- "$C_BIN" raw --size "$wire" --count "$LAT_COUNT" "${busy[@]}"
+            run "rawpair lat-$recv $size" p50_us p99_us -- "$C_BIN" raw --pair --size "$wire" --count "$LAT_COUNT" "${busy[@]}"
+        done
     done
 done
 elapsed=$(($(date +%s) - start))
@@ -151,12 +167,17 @@ echo
 printf '%-26s %12s %12s %10s %10s %9s   %s\n' "measurement" "volley" "libzmq" "raw tcp" "raw pair" "v/libzmq" "target"
 printf '%-26s %12s %12s %10s %10s %9s   %s\n' "-----------" "------" "------" "-------" "--------" "--------" "------"
 for size in 64 1024; do
-    v=$(median "volley thr $size msgs_per_s"); l=$(median "libzmq thr $size msgs_per_s")
-    if [ "$size" = 64 ]; then
-        row "thr $size B msgs/s" "$v" "$l" "" "" "volley >= 3x libzmq" "$(ratio "$v" "$l")" ">=" 3
-    else
-        row "thr $size B msgs/s" "$v" "$l" "" "" ""
-    fi
+    l=$(median "libzmq thr $size msgs_per_s")
+    for impl in volley volleybusy; do
+        v=$(median "$impl thr $size msgs_per_s")
+        label="thr $size B msgs/s"
+        [ "$impl" = volleybusy ] && label="thr $size B msgs/s busy"
+        if [ "$size" = 64 ]; then
+            row "$label" "$v" "$l" "" "" "volley >= 3x libzmq" "$(ratio "$v" "$l")" ">=" 3
+        else
+            row "$label" "$v" "$l" "" "" ""
+        fi
+    done
     row "thr $size B MB/s" "$(median "volley thr $size mb_per_s")" "$(median "libzmq thr $size mb_per_s")" "" "" ""
 done
 for size in 64 1024; do
@@ -178,10 +199,19 @@ for size in 64 1024; do
     done
 done
 echo
-echo "libzmq busy = ZMQ_DONTWAIT receive in a spin loop (its I/O thread still sleeps in epoll);"
-echo "raw busy = non-blocking TCP socket polled with recv() in a spin loop; raw blocking = read()/write()."
+echo "What each row measures (same message count, payload size and socket options everywhere):"
+echo "thr = PUB -> SUB messages/s over one loopback connection, measured at the subscriber, nothing"
+echo "  dropped (volley: publisher Block policy, subscriber Buffer; libzmq: HWM 0). volley row: default"
+echo "  RecvMode::Blocking sockets (I/O thread reads, application thread receives); 'busy' row:"
+echo "  RecvMode::BusyPoll sockets (the receiving thread reads its connection itself). In both the"
+echo "  publisher encodes and writes on its own thread, batching bursts. libzmq: its I/O threads."
+echo "lat = ping-pong over two PUB->SUB pairs, RTT/2. blocking: recv sleeps until a message;"
+echo "  busy: volley RecvMode::BusyPoll (each thread reads and writes its connections itself);"
+echo "  libzmq busy = ZMQ_DONTWAIT receive in a spin loop (its I/O thread still sleeps in epoll)."
+echo "raw tcp = the same bytes per message over one TCP connection (pings and pongs both ways),"
+echo "  busy: non-blocking recv() in a spin loop; blocking: read()/write()."
 echo "raw pair = the same over two one-way connections (pings on one, pongs on the other), the"
-echo "topology of pub/sub ping-pong: the target compares with raw, the pair shows the topology's share."
+echo "  topology of pub/sub ping-pong: the target compares with raw, the pair shows the topology's share."
 echo "Every RESULT line: $RAW_OUT"
 
 if [ "$failures" -gt 0 ]; then

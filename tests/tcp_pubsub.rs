@@ -560,3 +560,27 @@ fn a_busy_subscriber_that_stops_reading_still_answers_pings_and_sees_a_restart()
     assert_eq!(recv(&mut sub).frames()[1].as_ref(), b"3");
     assert!(sub.stats().reconnects >= 1);
 }
+
+/// A burst's last messages sit in a batch the sending thread does not write itself: the
+/// I/O thread must be told to. Without that hand-off they would wait for the next send.
+#[test]
+fn the_tail_of_a_burst_is_written_without_a_further_send() {
+    let ctx = Context::new().unwrap();
+    let (mut publisher, mut sub) = pair(&ctx, &[""]);
+    for round in 0..20 {
+        for i in 0..50 {
+            publisher
+                .send_topic("t", format!("{round}.{i}").into_bytes())
+                .unwrap();
+        }
+        // Nothing more is sent until the whole burst has arrived.
+        let got = payloads(&mut sub, 50);
+        let want: Vec<String> = (0..50).map(|i| format!("{round}.{i}")).collect();
+        assert_eq!(got, want);
+    }
+    let s = publisher.stats();
+    assert_eq!((s.messages_out, s.dropped), (1000, 0));
+    let p = publisher.peer_stats();
+    assert_eq!(p.len(), 1);
+    assert_eq!(p[0].messages_out, 1000);
+}

@@ -1,13 +1,19 @@
-//! A connection's bytes and protocol state, shared by the I/O thread and a busy-polling
-//! user thread.
+//! A connection's bytes and protocol state, shared by the I/O thread and a user thread
+//! that reads or writes it directly.
 //!
-//! With [`RecvMode::BusyPoll`](crate::socket::RecvMode::BusyPoll), after the handshake
-//! the I/O thread hands each connection of the socket to its user thread, which then
-//! reads (a subscriber) or writes (a publisher) it itself: a message costs the system
-//! calls a raw socket would make, with no thread hand-off and no wake-up. The I/O thread
-//! keeps doing what must happen while the user thread is elsewhere (heartbeats,
-//! reconnects, reads and writes on readiness), under the same lock; the user thread only
-//! ever `try_lock`s, so it never waits for the I/O thread.
+//! A publisher's `send` encodes into the peer's session and writes it on the calling
+//! thread whenever nothing older waits in that peer's ring (any [`RecvMode`]): an
+//! isolated message costs the system call a raw socket would make, and a burst is
+//! batched (see [`ConnIo::send_direct`]). With [`RecvMode::BusyPoll`], after the
+//! handshake the I/O thread also hands each connection of a subscriber to its user
+//! thread, which reads it itself: no thread hand-off and no wake-up. The I/O thread keeps
+//! doing what must happen while the user thread is elsewhere (heartbeats, reconnects,
+//! reads and writes on readiness, the tail of a batch), under the same lock. A reading
+//! user thread only `try_lock`s; a publisher waits for the lock, which the I/O thread
+//! holds only for one write or read.
+//!
+//! [`RecvMode`]: crate::socket::RecvMode
+//! [`RecvMode::BusyPoll`]: crate::socket::RecvMode::BusyPoll
 
 use std::io::{self, Read};
 use std::sync::{Arc, Mutex};
@@ -34,11 +40,45 @@ pub(crate) struct ConnIo {
     pub(crate) read_by_user: bool,
     /// When the connection was last read.
     pub(crate) last_read: Instant,
+    /// When a user thread last sent on it directly (publishers).
+    pub(crate) last_send: Option<Instant>,
+    /// A direct send appended to a batch not yet written: the sender is in a burst.
+    pub(crate) batching: bool,
+    /// The last write would have blocked: the writable edge, served by the I/O thread,
+    /// writes next, and direct sends only append until then.
+    pub(crate) write_blocked: bool,
 }
 
 /// How long a connection read by a user thread may go unread before the I/O thread
 /// reads it in its place.
 pub(crate) const USER_READ_IDLE: std::time::Duration = std::time::Duration::from_millis(10);
+
+/// Bytes a user thread may leave queued in a session before it hands further messages
+/// to the peer's ring (the I/O thread's own limit for draining that ring).
+pub(crate) const DIRECT_HIGH_WATER: usize = 256 * 1024;
+/// A batch being built by direct sends is written by the sending thread at this size.
+pub(crate) const DIRECT_FLUSH_BYTES: usize = 64 * 1024;
+/// A send this soon after the previous one is taken as part of a burst and batched; a
+/// request/reply exchange (a round trip is several microseconds even on loopback) is not.
+pub(crate) const BURST_GAP: std::time::Duration = std::time::Duration::from_micros(2);
+
+/// What [`ConnIo::send_direct`] did with a message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum DirectSend {
+    /// In the session; written, or a write of it is already due.
+    Sent,
+    /// In the session, batched: the caller must kick the I/O thread, which writes it.
+    Deferred,
+    /// The session holds too much: use the peer's ring.
+    Full,
+    /// The connection is broken.
+    Broken,
+}
+
+fn frames_len(frames: &[Bytes]) -> usize {
+    // Frame headers are 2 or 9 bytes; the estimate only decides when to write.
+    frames.iter().map(|f| f.len() + 2).sum()
+}
 
 /// A connection handed to a busy-polling user thread.
 pub(crate) struct DirectConn {
@@ -76,6 +116,9 @@ impl ConnIo {
             };
             self.input.extend_from_slice(&scratch[..n]);
             let result = self.session.handle_input(&mut self.input, now);
+            // A short read emptied the socket: asking again would only return WouldBlock,
+            // a system call on the message's path. The caller's next poll reads on.
+            let drained = n < scratch.len();
             while let Some(event) = self.session.poll_event() {
                 // A subscriber's peer sends nothing but messages after the handshake.
                 if let Event::Message(m) = event {
@@ -86,19 +129,67 @@ impl ConnIo {
             if result.is_err() {
                 self.failed = true;
             }
+            if drained {
+                break;
+            }
         }
         self.flush();
         delivered
     }
 
-    /// Queues `frames` and writes what the socket takes now; the I/O thread writes the
-    /// rest when the socket has room. Returns false if the connection is broken.
-    pub(crate) fn write_message(&mut self, frames: &[Bytes]) -> bool {
-        if self.failed || self.closed || self.session.send_message(frames).is_err() {
-            return false;
+    /// Encodes `frames` into the session on the calling thread. An isolated message is
+    /// written at once (one system call, no thread hand-off); one that follows the
+    /// previous send within [`BURST_GAP`] joins a batch that is written once it holds
+    /// [`DIRECT_FLUSH_BYTES`], or by the I/O thread when the caller kicks it, so a burst
+    /// of small messages costs one system call per batch, not per message.
+    pub(crate) fn send_direct(&mut self, frames: &[Bytes]) -> DirectSend {
+        if self.failed || self.closed {
+            return DirectSend::Broken;
         }
+        let before = self.session.queued_len();
+        if before >= DIRECT_HIGH_WATER {
+            // The socket is not keeping up: the message waits in the peer's ring, where
+            // the overflow policy sees it.
+            return DirectSend::Full;
+        }
+        if self.session.send_message(frames).is_err() {
+            return DirectSend::Broken;
+        }
+        if before > 0 || self.write_blocked {
+            // A write of what the session holds is already due (a kick not yet served,
+            // or the writable edge after a write that would have blocked): append, and
+            // write here only once the batch is worth a system call.
+            self.batching = true;
+            if !self.write_blocked && before + frames_len(frames) >= DIRECT_FLUSH_BYTES {
+                self.write_now();
+            }
+        } else {
+            // Only a send into an empty session reads the clock. One that finds the
+            // batch before it already written (by the I/O thread) is still in the burst,
+            // however long ago the batch began.
+            let now = Instant::now();
+            let burst = std::mem::take(&mut self.batching)
+                || self
+                    .last_send
+                    .is_some_and(|t| now.saturating_duration_since(t) < BURST_GAP);
+            self.last_send = Some(now);
+            if burst {
+                return DirectSend::Deferred;
+            }
+            self.write_now();
+        }
+        if self.failed {
+            DirectSend::Broken
+        } else {
+            DirectSend::Sent
+        }
+    }
+
+    fn write_now(&mut self) {
         self.flush();
-        !self.failed
+        // The gap to the next send counts from the end of this write, which may take
+        // longer than a burst's gap itself.
+        self.last_send = Some(Instant::now());
     }
 
     fn flush(&mut self) {
@@ -107,7 +198,7 @@ impl ConnIo {
         }
         match self.session.write_to(&mut self.stream) {
             Ok(_) => {}
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.write_blocked = true,
             Err(_) => self.failed = true,
         }
     }

@@ -3,9 +3,11 @@
 //! of its own.
 //!
 //! User threads talk to it two ways: rare requests (bind, connect, subscribe, close) go
-//! through a command channel plus the poll's waker; messages go through lock-free rings,
-//! and a user thread wakes the I/O thread only when it is not already due to look
-//! (`Context::kick`), so a burst of sends costs one wake-up, not one per message.
+//! through a command channel plus the poll's waker; messages are written into the
+//! connection by the sending thread itself when it can (see `direct`), and otherwise go
+//! through lock-free rings. A user thread wakes the I/O thread only when it is not
+//! already due to look (`Context::kick`), so a burst of sends costs one wake-up, not one
+//! per message.
 
 mod backoff;
 mod direct;
@@ -27,7 +29,7 @@ use crate::proto::zmtp::Message;
 use crate::ring::Producer;
 use crate::socket::{Endpoint, Error, PeerShared, SocketOptions, SocketShared};
 
-pub(crate) use direct::{ConnIo, DirectConn};
+pub(crate) use direct::{ConnIo, DirectConn, DirectSend};
 pub(crate) use mcast::{lock, open_socket, McastRx, McastTx};
 pub(crate) use stream::ConnectTarget;
 
@@ -38,8 +40,9 @@ pub(crate) type SocketId = u64;
 pub(crate) struct PeerLink {
     pub(crate) shared: Arc<PeerShared>,
     pub(crate) queue: Producer<Arc<Message>>,
-    /// The connection itself, for a busy-polling publisher that writes it directly.
-    pub(crate) direct: Option<Arc<Mutex<ConnIo>>>,
+    /// The connection itself, which the publisher writes directly when nothing older
+    /// waits in `queue`.
+    pub(crate) direct: Arc<Mutex<ConnIo>>,
 }
 
 /// A multicast member of a socket, shared by its user handle and the I/O thread.

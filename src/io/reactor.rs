@@ -30,6 +30,8 @@ const SESSION_HIGH_WATER: usize = 256 * 1024;
 const DRAIN_BATCH: usize = 256;
 /// Bytes read per system call.
 const READ_CHUNK: usize = 64 * 1024;
+/// Reads the I/O thread makes, per visit, of a connection its user thread reads.
+const IDLE_READ_CHUNKS: usize = 16;
 
 struct SocketEntry {
     role: Role,
@@ -111,6 +113,9 @@ pub(crate) struct Reactor {
     /// Reused lists of what a loop iteration must visit, so the loop never allocates.
     due: Vec<Token>,
     due_dialers: Vec<u64>,
+    /// Messages of one read, pushed into the subscriber's ring together: one hand-off
+    /// (and at most one wake-up of a parked receiver) per read, not per message.
+    received: Vec<Message>,
 }
 
 impl Reactor {
@@ -129,6 +134,7 @@ impl Reactor {
             scratch: vec![0; READ_CHUNK],
             due: Vec::new(),
             due_dialers: Vec::new(),
+            received: Vec::new(),
         }
     }
 
@@ -408,6 +414,9 @@ impl Reactor {
             closed: false,
             read_by_user: false,
             last_read: now,
+            last_send: None,
+            batching: false,
+            write_blocked: false,
         }));
         self.conns.insert(
             token,
@@ -459,14 +468,14 @@ impl Reactor {
                 Err(_) => return Err(Closing::Io),
             }
         }
-        self.read_all(token, now)?;
+        self.read_all(token, now, usize::MAX)?;
         self.service_out(token)
     }
 
-    /// Reads until the socket would block (mio readiness is edge-triggered), handing
-    /// each chunk to the session and acting on its events.
-    fn read_all(&mut self, token: Token, now: Instant) -> Result<(), Closing> {
-        loop {
+    /// Reads until the socket would block (mio readiness is edge-triggered) or `chunks`
+    /// reads were made, handing each chunk to the session and acting on its events.
+    fn read_all(&mut self, token: Token, now: Instant, chunks: usize) -> Result<(), Closing> {
+        for _ in 0..chunks {
             let Some(conn) = self.conns.get_mut(&token) else {
                 return Ok(());
             };
@@ -486,6 +495,7 @@ impl Reactor {
             drop(io);
             result.map_err(Closing::Session)?;
         }
+        Ok(())
     }
 
     fn dispatch_events(&mut self, token: Token, io: &mut ConnIo) {
@@ -515,7 +525,6 @@ impl Reactor {
                         d.ever_connected = true;
                         d.backoff.reset();
                     }
-                    let busy = entry.options.recv_mode == crate::socket::RecvMode::BusyPoll;
                     match &entry.role {
                         Role::Publisher { attach } => {
                             // The I/O thread drains this ring when kicked, never parks on
@@ -524,11 +533,15 @@ impl Reactor {
                             let (queue, consumer) =
                                 spsc_polled(entry.options.queue_capacity, config);
                             conn.outbound = Some(consumer);
+                            // Every publisher writes directly when it can: the send
+                            // is on a user thread anyway, and a hand-off to this thread
+                            // costs a wake-up and a thread hop per message or batch.
                             let _ = attach.send(PeerLink {
                                 shared: conn.peer.clone(),
                                 queue,
-                                direct: busy.then(|| conn.io.clone()),
+                                direct: conn.io.clone(),
                             });
+                            entry.shared.attached.fetch_add(1, Ordering::Release);
                         }
                         Role::Subscriber {
                             direct: Some(direct),
@@ -552,10 +565,8 @@ impl Reactor {
                 Event::Message(message) => {
                     messages += 1;
                     bytes += message.byte_len() as u64;
-                    if let Role::Subscriber { inbound, .. } = &mut entry.role {
-                        // A refusal is counted by the ring (its policy); the I/O thread
-                        // never waits here.
-                        let _ = inbound.push(message);
+                    if let Role::Subscriber { .. } = &entry.role {
+                        self.received.push(message);
                     }
                 }
                 Event::Subscribe(_) | Event::Cancel(_) => {
@@ -568,6 +579,12 @@ impl Reactor {
                         .fetch_add(1, Ordering::Release);
                 }
             }
+        }
+        if let Role::Subscriber { inbound, .. } = &mut entry.role {
+            let mut received = self.received.drain(..);
+            // A refusal is counted by the ring (its policy) and ends a batch; the rest
+            // goes on, each item meeting the policy. The I/O thread never waits here.
+            while inbound.push_batch(received.by_ref()).error.is_some() {}
         }
         if messages > 0 {
             conn.peer.messages_in.fetch_add(messages, Ordering::Relaxed);
@@ -597,7 +614,10 @@ impl Reactor {
         } = conn;
         let mut io = lock(io);
         let ConnIo {
-            stream, session, ..
+            stream,
+            session,
+            write_blocked,
+            ..
         } = &mut *io;
         loop {
             // Whether the ring may still hold messages: the drain stopped at the session's
@@ -635,8 +655,11 @@ impl Reactor {
             peer.unsent_bytes
                 .store(session.queued_len() as u64, Ordering::Relaxed);
             match written {
-                Ok(_) => {}
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
+                Ok(_) => *write_blocked = false,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    *write_blocked = true;
+                    return Ok(());
+                }
                 Err(_) => return Err(Closing::Io),
             }
             // Stop when nothing is left, or when nothing moved (handshake gate).
@@ -830,7 +853,9 @@ impl Reactor {
                 lock(&conn.io).last_read = now;
             }
             let result = self
-                .read_all(token, now)
+                // Bounded: a publisher that keeps writing would otherwise keep this
+                // thread reading, and the user thread, back from elsewhere, locked out.
+                .read_all(token, now, IDLE_READ_CHUNKS)
                 .and_then(|()| self.service_out(token));
             if let Err(why) = result {
                 self.close_conn(token, why, now);

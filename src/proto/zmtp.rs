@@ -180,42 +180,132 @@ impl SessionConfig {
     }
 }
 
-/// A received multipart message.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+/// A multipart message.
+///
+/// Up to two frames (a topic and a payload, the common shape) are held in the message
+/// itself: making, receiving and dropping one allocates nothing beyond the frames' own
+/// buffers.
+#[derive(Clone, Default)]
 pub struct Message {
-    frames: Vec<Bytes>,
+    frames: Frames,
+}
+
+/// Frames a [`Message`] holds without a separate allocation.
+const INLINE_FRAMES: usize = 2;
+
+#[derive(Clone)]
+enum Frames {
+    /// The first `len` entries are the frames; the rest are empty.
+    Inline {
+        len: u8,
+        frames: [Bytes; INLINE_FRAMES],
+    },
+    Heap(Vec<Bytes>),
+}
+
+impl Default for Frames {
+    fn default() -> Frames {
+        Frames::Inline {
+            len: 0,
+            frames: [Bytes::new(), Bytes::new()],
+        }
+    }
 }
 
 impl Message {
     /// A message made of `frames`.
     pub fn new(frames: Vec<Bytes>) -> Message {
-        Message { frames }
+        if frames.len() <= INLINE_FRAMES {
+            let mut m = Message::default();
+            for frame in frames {
+                m.push_frame(frame);
+            }
+            return m;
+        }
+        Message {
+            frames: Frames::Heap(frames),
+        }
+    }
+
+    /// A two-frame message, `topic` then `payload`, without an allocation for the list.
+    pub fn with_topic(topic: Bytes, payload: Bytes) -> Message {
+        Message {
+            frames: Frames::Inline {
+                len: 2,
+                frames: [topic, payload],
+            },
+        }
+    }
+
+    /// Appends a frame.
+    pub fn push_frame(&mut self, frame: Bytes) {
+        match &mut self.frames {
+            Frames::Inline { len, frames } => {
+                if let Some(slot) = frames.get_mut(usize::from(*len)) {
+                    *slot = frame;
+                    *len += 1;
+                } else {
+                    let mut v = Vec::with_capacity(INLINE_FRAMES * 2);
+                    v.extend(frames.iter_mut().map(std::mem::take));
+                    v.push(frame);
+                    self.frames = Frames::Heap(v);
+                }
+            }
+            Frames::Heap(v) => v.push(frame),
+        }
     }
 
     /// The frames, in order (at least one for a received message).
     pub fn frames(&self) -> &[Bytes] {
-        &self.frames
+        match &self.frames {
+            Frames::Inline { len, frames } => frames.get(..usize::from(*len)).unwrap_or_default(),
+            Frames::Heap(v) => v,
+        }
     }
 
     /// The frames, by value.
     pub fn into_frames(self) -> Vec<Bytes> {
-        self.frames
+        match self.frames {
+            Frames::Inline { len, frames } => frames.into_iter().take(usize::from(len)).collect(),
+            Frames::Heap(v) => v,
+        }
+    }
+
+    /// Whether the message has no frame.
+    pub fn is_empty(&self) -> bool {
+        self.frames().is_empty()
     }
 
     /// The first frame, which subscriptions match against (empty if there is none).
     pub fn topic(&self) -> &[u8] {
-        self.frames.first().map_or(&[], |frame| frame)
+        self.frames().first().map_or(&[], |frame| frame)
     }
 
     /// Sum of the frame sizes.
     pub fn byte_len(&self) -> usize {
-        self.frames.iter().map(Bytes::len).sum()
+        self.frames().iter().map(Bytes::len).sum()
+    }
+}
+
+impl PartialEq for Message {
+    fn eq(&self, other: &Message) -> bool {
+        self.frames() == other.frames()
+    }
+}
+
+impl Eq for Message {}
+
+impl fmt::Debug for Message {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Message")
+            .field("frames", &self.frames())
+            .finish()
     }
 }
 
 impl From<Vec<Bytes>> for Message {
     fn from(frames: Vec<Bytes>) -> Message {
-        Message { frames }
+        Message::new(frames)
     }
 }
 
@@ -525,7 +615,7 @@ pub struct Session {
     peer_socket_type: Option<SocketType>,
     events: VecDeque<Event>,
     /// Frames of the message being received, and their total size.
-    partial: Vec<Bytes>,
+    partial: Message,
     partial_size: u64,
     peer_subscriptions: SubscriptionTable,
     out: OutQueue,
@@ -579,7 +669,7 @@ impl Session {
             peer_minor: None,
             peer_socket_type: None,
             events: VecDeque::new(),
-            partial: Vec::new(),
+            partial: Message::default(),
             partial_size: 0,
             peer_subscriptions: SubscriptionTable::new(),
             out,
@@ -773,13 +863,13 @@ impl Session {
             Some(subscription) => self.on_subscription(subscription),
             None => {
                 self.partial_size = self.partial_size.saturating_add(body.len() as u64);
-                self.partial.push(body);
+                self.partial.push_frame(body);
             }
         }
         if !more && !self.partial.is_empty() {
             self.partial_size = 0;
-            let frames = std::mem::take(&mut self.partial);
-            self.events.push_back(Event::Message(Message::new(frames)));
+            let message = std::mem::take(&mut self.partial);
+            self.events.push_back(Event::Message(message));
         }
     }
 
@@ -1002,6 +1092,29 @@ mod tests {
         session.handle_input(&mut input, now).unwrap();
         assert!(session.is_ready());
         (session, now)
+    }
+
+    #[test]
+    fn messages_keep_two_frames_inline_and_grow_past_them_intact() {
+        let f = |s: &'static str| Bytes::from_static(s.as_bytes());
+        let mut m = Message::default();
+        assert!(m.is_empty());
+        assert_eq!(m.topic(), b"");
+        m.push_frame(f("a"));
+        m.push_frame(f("bb"));
+        assert_eq!(m, Message::with_topic(f("a"), f("bb")));
+        assert_eq!(m, Message::new(vec![f("a"), f("bb")]));
+        m.push_frame(f("ccc"));
+        m.push_frame(f(""));
+        assert_eq!(m.frames(), &[f("a"), f("bb"), f("ccc"), f("")][..]);
+        assert_eq!((m.topic(), m.byte_len()), (&b"a"[..], 6));
+        assert_eq!(m, Message::new(vec![f("a"), f("bb"), f("ccc"), f("")]));
+        assert_ne!(m, Message::with_topic(f("a"), f("bb")));
+        assert_eq!(m.clone().into_frames().len(), 4);
+        assert_eq!(
+            Message::with_topic(f("x"), f("y")).into_frames(),
+            vec![f("x"), f("y")]
+        );
     }
 
     #[test]

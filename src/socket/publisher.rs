@@ -13,7 +13,7 @@ use super::multicast::{self, MulticastSenderStats};
 use super::{
     check_capacity, Endpoint, Error, Message, PeerStats, SocketHandle, SocketOptions, SocketStats,
 };
-use crate::io::{lock, Context, McastTx, PeerLink, Role};
+use crate::io::{lock, Context, DirectSend, McastTx, PeerLink, Role};
 use crate::proto::mcast::SendError;
 use crate::proto::subscriptions::SubscriptionTable;
 use crate::ring::{PushError, RingStats};
@@ -24,16 +24,24 @@ use crate::ring::{PushError, RingStats};
 /// their subscription arrived (ZeroMQ's "slow joiner");
 /// [`wait_for_subscribers`](Publisher::wait_for_subscribers) bridges that gap where it matters.
 ///
-/// Implementation notes: each peer has its own SPSC ring from this handle to the I/O
-/// thread, so the overflow policy applies per peer and a slow subscriber never stalls the
-/// others (unless the policy is Block). A message is reference-counted once and shared by
-/// every peer's ring: fan-out copies no payload.
+/// Implementation notes: `send` encodes the message into each matching peer's
+/// connection and writes it on the calling thread while that connection keeps up
+/// (bursts are batched into one write). Behind a peer that does not keep up (256 KiB
+/// unsent), messages go to that peer's own SPSC ring to the I/O thread, so the overflow
+/// policy applies per peer and a slow subscriber never stalls the others (unless the
+/// policy is Block). A message that goes to rings is reference-counted once and shared
+/// by them: fan-out copies no payload.
 pub struct Publisher {
     handle: SocketHandle,
     attach: Receiver<PeerLink>,
     peers: Vec<Peer>,
     /// Drops counted by the rings of peers that have gone.
     retired_drops: u64,
+    /// Messages and bytes sent directly to peers that have gone (see
+    /// `Peer::direct_messages`).
+    retired_direct: (u64, u64),
+    /// `SocketShared::attached` when the attach channel was last drained.
+    attached_seen: u64,
     /// Multicast groups joined; each gets every message (receivers filter).
     groups: Vec<Arc<Mutex<McastTx>>>,
     options: SocketOptions,
@@ -43,6 +51,10 @@ struct Peer {
     link: PeerLink,
     version: u64,
     subscriptions: Arc<SubscriptionTable>,
+    /// Sent directly by this handle (the I/O thread counts what it drains from the ring
+    /// in `link.shared`): plain counters, so a direct send costs no atomic RMW.
+    direct_messages: u64,
+    direct_bytes: u64,
 }
 
 impl Peer {
@@ -59,27 +71,59 @@ impl Peer {
     }
 }
 
-/// A busy-polling publisher writes a peer's connection itself when nothing older waits in
-/// that peer's ring and the I/O thread is not using the connection: `Some(true)` when
-/// the message went into the connection, `Some(false)` when the connection is broken,
-/// `None` to take the ring instead.
-fn write_directly(peer: &Peer, message: &Message) -> Option<bool> {
-    let io = peer.link.direct.as_ref()?;
-    let mut io = io.try_lock().ok()?;
+/// Writes `message` into a peer's connection on the calling thread when nothing older
+/// waits in that peer's ring; `None` to take the ring instead.
+///
+/// It waits for the connection's lock: the I/O thread holds it only to write or read a
+/// chunk, and taking the ring instead would send every later message through the ring
+/// too (to keep the order) until the I/O thread drained it.
+fn write_directly(peer: &mut Peer, message: &Message) -> Option<DirectSend> {
+    let mut io = lock(&peer.link.direct);
     // Under the lock the I/O thread is not draining the ring: if it is empty, every
     // earlier message is already in the session, ahead of this one.
-    if !peer.link.queue.is_empty() || io.closed {
+    if io.closed || !peer.link.queue.is_empty() {
         return None;
     }
-    let written = io.write_message(message.frames());
-    if written {
-        let shared = &peer.link.shared;
-        shared.messages_out.fetch_add(1, Ordering::Relaxed);
-        shared
-            .bytes_out
-            .fetch_add(message.byte_len() as u64, Ordering::Relaxed);
+    let sent = io.send_direct(message.frames());
+    peer.link
+        .shared
+        .unsent_bytes
+        .store(io.session.queued_len() as u64, Ordering::Relaxed);
+    drop(io);
+    match sent {
+        DirectSend::Full => None,
+        DirectSend::Sent | DirectSend::Deferred => {
+            peer.direct_messages += 1;
+            peer.direct_bytes += message.byte_len() as u64;
+            Some(sent)
+        }
+        DirectSend::Broken => Some(sent),
     }
-    Some(written)
+}
+
+/// A message being fanned out: owned until a ring needs a shared reference to it.
+enum Outgoing {
+    Owned(Message),
+    Shared(Arc<Message>),
+}
+
+impl Outgoing {
+    fn get(&self) -> &Message {
+        match self {
+            Outgoing::Owned(m) => m,
+            Outgoing::Shared(m) => m,
+        }
+    }
+
+    fn shared(&mut self) -> Arc<Message> {
+        let shared = match self {
+            // Taking leaves an empty message behind for the instant before the swap.
+            Outgoing::Owned(m) => Arc::new(std::mem::take(m)),
+            Outgoing::Shared(m) => return m.clone(),
+        };
+        *self = Outgoing::Shared(shared.clone());
+        shared
+    }
 }
 
 fn drops(s: &RingStats) -> u64 {
@@ -102,6 +146,8 @@ impl Publisher {
             attach,
             peers: Vec::new(),
             retired_drops: 0,
+            retired_direct: (0, 0),
+            attached_seen: 0,
             groups: Vec::new(),
             options,
         })
@@ -143,48 +189,49 @@ impl Publisher {
             // Multicast only: the groups encode it here, so it needs no shared copy.
             return self.send_to_groups(&message);
         }
-        let message = Arc::new(message);
+        let mut message = Outgoing::Owned(message);
         let mut queued = 0;
         let mut any_closed = false;
-        let mut any_failed = false;
-        let mut queued_in_rings = 0;
+        let mut kick = false;
         for peer in &mut self.peers {
             peer.refresh();
-            if !peer.subscriptions.matches(message.topic()) {
+            if !peer.subscriptions.matches(message.get().topic()) {
                 continue;
             }
-            if let Some(written) = write_directly(peer, &message) {
-                if written {
+            match write_directly(peer, message.get()) {
+                Some(DirectSend::Sent) => {
                     queued += 1;
-                    let shared = &self.handle.shared;
-                    shared.messages_out.fetch_add(1, Ordering::Relaxed);
-                    shared
-                        .bytes_out
-                        .fetch_add(message.byte_len() as u64, Ordering::Relaxed);
-                } else {
-                    any_failed = true;
+                    continue;
                 }
-                continue;
+                Some(DirectSend::Deferred) => {
+                    queued += 1;
+                    kick = true;
+                    continue;
+                }
+                // The I/O thread closes it (and reconnects, for a connect).
+                Some(DirectSend::Broken) => {
+                    kick = true;
+                    continue;
+                }
+                Some(DirectSend::Full) | None => {}
             }
-            match peer.link.queue.push(message.clone()) {
+            match peer.link.queue.push(message.shared()) {
                 Ok(()) => {
                     queued += 1;
-                    queued_in_rings += 1;
+                    kick = true;
                 }
                 Err(PushError::Closed(_)) => any_closed = true,
                 Err(_) => {}
             }
         }
-        if queued_in_rings > 0 || any_failed {
-            // A direct write needs no kick: what a full socket did not take, the I/O
-            // thread writes on the socket's next writable edge.
+        if kick {
             self.handle.context.kick();
         }
         if any_closed {
             self.retire_closed_peers();
         }
         if !self.groups.is_empty() {
-            queued += self.send_to_groups(&message)?;
+            queued += self.send_to_groups(message.get())?;
         }
         Ok(queued)
     }
@@ -233,29 +280,41 @@ impl Publisher {
         topic: impl Into<Bytes>,
         payload: impl Into<Bytes>,
     ) -> Result<usize, Error> {
-        self.send(Message::new(vec![topic.into(), payload.into()]))
+        self.send(Message::with_topic(topic.into(), payload.into()))
     }
 
     fn attach_new_peers(&mut self) {
+        let attached = self.handle.shared.attached.load(Ordering::Acquire);
+        if attached == self.attached_seen {
+            return;
+        }
+        self.attached_seen = attached;
         while let Ok(link) = self.attach.try_recv() {
             self.peers.push(Peer {
                 link,
                 version: u64::MAX,
                 subscriptions: Arc::new(SubscriptionTable::new()),
+                direct_messages: 0,
+                direct_bytes: 0,
             });
         }
     }
 
     fn retire_closed_peers(&mut self) {
         let mut retired = 0;
+        let (mut messages, mut bytes) = (0, 0);
         self.peers.retain(|p| {
             let gone = p.link.queue.is_closed();
             if gone {
                 retired += drops(&p.link.queue.stats());
+                messages += p.direct_messages;
+                bytes += p.direct_bytes;
             }
             !gone
         });
         self.retired_drops += retired;
+        self.retired_direct.0 += messages;
+        self.retired_direct.1 += bytes;
     }
 
     /// Peers connected now (handshake done).
@@ -342,6 +401,12 @@ impl Publisher {
                 .iter()
                 .map(|p| drops(&p.link.queue.stats()))
                 .sum::<u64>();
+        s.messages_out += self.retired_direct.0;
+        s.bytes_out += self.retired_direct.1;
+        for p in &self.peers {
+            s.messages_out += p.direct_messages;
+            s.bytes_out += p.direct_bytes;
+        }
         s
     }
 
@@ -350,7 +415,12 @@ impl Publisher {
         self.attach_new_peers();
         self.peers
             .iter()
-            .map(|p| p.link.shared.stats(Some(p.link.queue.stats())))
+            .map(|p| {
+                let mut s = p.link.shared.stats(Some(p.link.queue.stats()));
+                s.messages_out += p.direct_messages;
+                s.bytes_out += p.direct_bytes;
+                s
+            })
             .collect()
     }
 }
