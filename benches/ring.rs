@@ -302,6 +302,82 @@ impl StartLine {
     }
 }
 
+/// Where the threads of a two-thread run are placed: the consumer (the bench thread) on
+/// one CPU, every producer on another, the same for every contestant. Unpinned, the OS
+/// may put a spinning pair on one CPU whenever other work runs (it balances by load, and a
+/// spinner looks like load): the spinner then waits out the other's whole time slice for
+/// every ring-full of items, and a run drops 100-fold (measured: 2 M/s instead of 250).
+/// `VOLLEY_BENCH_PIN=0` turns pinning off to compare.
+#[derive(Clone, Copy)]
+struct Placement {
+    consumer: Option<usize>,
+    producers: Option<usize>,
+}
+
+impl Placement {
+    fn get() -> Placement {
+        static PLACEMENT: std::sync::OnceLock<(Option<usize>, Option<usize>)> =
+            std::sync::OnceLock::new();
+        let &(consumer, producers) = PLACEMENT.get_or_init(|| {
+            let cpus = allowed_cpus();
+            let off = std::env::var("VOLLEY_BENCH_PIN").is_ok_and(|v| v == "0");
+            if off || cpus.len() < 2 {
+                if !off {
+                    eprintln!("note: fewer than 2 CPUs allowed; two-thread runs are not pinned");
+                }
+                (None, None)
+            } else {
+                (Some(cpus[0]), Some(cpus[1]))
+            }
+        });
+        Placement {
+            consumer,
+            producers,
+        }
+    }
+}
+
+/// The CPUs this process may run on.
+#[cfg(target_os = "linux")]
+fn allowed_cpus() -> Vec<usize> {
+    // SAFETY: `cpu_set_t` is plain data for which all-zero is the empty set;
+    // sched_getaffinity(0, ..) fills it for the calling thread and writes nothing else.
+    let set = unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        if libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) != 0 {
+            return Vec::new();
+        }
+        set
+    };
+    (0..libc::CPU_SETSIZE as usize)
+        // SAFETY: `cpu` is below CPU_SETSIZE, the number of bits in the set.
+        .filter(|&cpu| unsafe { libc::CPU_ISSET(cpu, &set) })
+        .collect()
+}
+
+#[cfg(not(target_os = "linux"))]
+fn allowed_cpus() -> Vec<usize> {
+    Vec::new()
+}
+
+/// Pins the calling thread to `cpu` (when given); the placement is part of the setup, so
+/// a failure stops the bench rather than silently measuring something else.
+fn pin(cpu: Option<usize>) {
+    #[cfg(target_os = "linux")]
+    if let Some(cpu) = cpu {
+        // SAFETY: as in `allowed_cpus`; `cpu` came from the allowed set, so it is below
+        // CPU_SETSIZE; sched_setaffinity(0, ..) changes only the calling thread.
+        let ok = unsafe {
+            let mut set: libc::cpu_set_t = std::mem::zeroed();
+            libc::CPU_SET(cpu, &mut set);
+            libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) == 0
+        };
+        assert!(ok, "cannot pin to CPU {cpu}");
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = cpu;
+}
+
 /// Sum of the keys `0..n`, which a run must deliver.
 fn expected_sum(n: u64) -> u64 {
     n * (n - 1) / 2
@@ -325,6 +401,8 @@ where
 {
     let share = n / producers;
     assert_eq!(share * producers, n);
+    let place = Placement::get();
+    pin(place.consumer);
     let mut total = Duration::ZERO;
     for _ in 0..iters {
         let (tx, mut rx) = make();
@@ -336,6 +414,7 @@ where
             for (p, mut tx) in txs.into_iter().enumerate() {
                 let first = p as u64 * share;
                 s.spawn(move || {
+                    pin(place.producers);
                     line.producer_ready(wait);
                     for i in first..first + share {
                         push_until_done(&mut tx, T::make(i), wait);
@@ -505,8 +584,11 @@ fn volley_batch_run(iters: u64, n: u64) -> Duration {
         let (mut tx, mut rx) = volley_spsc::<u64>();
         let line = StartLine::new();
         let line = &line;
+        let place = Placement::get();
+        pin(place.consumer);
         total += thread::scope(|s| {
             s.spawn(move || {
+                pin(place.producers);
                 line.producer_ready(Wait::Spin);
                 let mut next = 0;
                 while next < n {
@@ -545,8 +627,11 @@ fn rtrb_batch_run(iters: u64, n: u64) -> Duration {
         let (mut tx, mut rx) = rtrb_ring::<u64>();
         let line = StartLine::new();
         let line = &line;
+        let place = Placement::get();
+        pin(place.consumer);
         total += thread::scope(|s| {
             s.spawn(move || {
+                pin(place.producers);
                 line.producer_ready(Wait::Spin);
                 let mut next = 0;
                 while next < n {
