@@ -15,7 +15,8 @@
 //!   wake-up check for a consumer that may be asleep).
 //! * `mpsc_u64_2p`, `mpsc_64b_2p`: two producer threads push N/2 items each, the bench
 //!   thread pops N. This machine has 2 cores, so 3 spinning threads would fight over
-//!   them: in these two groups every contestant waits by spinning 64 times, then yielding.
+//!   them: in these two groups every contestant waits by spinning 64 times, then yielding
+//!   (the two producers share one CPU).
 //! * `single_thread`: one push then one pop on the bench thread (one element = one pair).
 //! * `policy_nonfull`: the same push + pop on a never-full volley ring under each
 //!   `OverflowPolicy` (BusySpin, so no wake-up checks are involved): the policy is applied
@@ -33,15 +34,22 @@
 //! group-after-group order lets a change in machine load between groups pass for a
 //! difference between rings; interleaving exposes every contestant to the same load.
 //!
-//! The test machine has only 2 cores: a two-thread test puts one thread on each (the
-//! threads are not pinned; the OS places them), and any other load on the machine shows
-//! up as noise (the bench warns if the CPUs are busy when it starts), so run it twice
-//! when numbers look odd. Two-thread SPSC runs of the Lamport-style rings (volley spsc,
-//! rtrb) are bimodal even on a quiet machine: one run settles around 100 Melem/s, the
-//! next at 250 to 450, with ArrayQueue steady in both. Our reading (not proven): either
-//! the consumer keeps up, so every item and tail store crosses cores on its own, or the
-//! producer stays ahead and the consumer streams whole cache lines. Compare them within
-//! one run, and over several runs. Takes about 4 minutes.
+//! Placement: the bench thread (the consumer) is pinned to one CPU and every producer to
+//! another, for every contestant alike (`VOLLEY_BENCH_PIN=0` turns it off). Unpinned, the
+//! OS put a spinning pair on one CPU whenever other work ran, and runs fell 100-fold. In
+//! the MPSC groups both producers share their CPU and take turns (they yield when the
+//! ring is full); only the consumer has a CPU to itself.
+//!
+//! Any other load on the machine shows up as noise (the bench warns if the CPUs are busy
+//! when it starts): a spinning side whose partner lost its CPU stalls for the whole time
+//! slice. The interleaved summary therefore sets such runs aside (see `interleave`).
+//! Two-thread SPSC runs of the Lamport-style rings (volley spsc, rtrb) are bimodal even
+//! undisturbed: what we saw (counting empty and full polls in a scratch loop) is that runs
+//! where the consumer keeps catching up with the producer (thousands of empty polls, every
+//! item and tail store crossing cores on its own) settle around 100-140 Melem/s, and runs
+//! where neither side waits much reach 200-330. Compare them within one run, and over
+//! several runs. With the default criterion times the whole bench takes about 4 minutes;
+//! `--warm-up-time 0.5 --measurement-time 1` brings it under 2.
 
 use std::hint::{black_box, spin_loop};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};

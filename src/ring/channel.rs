@@ -610,6 +610,15 @@ impl<T: ItemSize> Consumer<T> {
                 if let Some(item) = ring.try_pop(&mut self.fast) {
                     return Ok(item);
                 }
+                // Empty as of the tail just loaded. Loading it again right away (as the
+                // general path would) takes the tail's cache line from a producer that is
+                // pushing, once more per empty poll: a consumer that keeps up would slow
+                // the producer it waits for. Only the overflow queue and the close need a
+                // look, and both live on lines that producers do not write per push.
+                let shared = &*self.shared;
+                if shared.overflow_queued.load(Ordering::Acquire) == 0 && !shared.producers_gone() {
+                    return Err(TryPopError::Empty);
+                }
             }
         }
         self.try_pop_general()
