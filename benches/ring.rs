@@ -801,7 +801,7 @@ const ROUNDS: usize = 25;
 /// undisturbed; thread start-up and ring creation stay outside the timing.
 const N_ROUND: u64 = 1 << 18;
 /// How long one table may keep running rounds to collect undisturbed ones.
-const TABLE_BUDGET: Duration = Duration::from_secs(30);
+const TABLE_BUDGET: Duration = Duration::from_secs(20);
 
 /// One two-thread run of `N_ROUND` items through a fresh ring.
 type Run = Box<dyn Fn() -> RunResult>;
