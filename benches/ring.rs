@@ -904,7 +904,8 @@ fn interleave(title: &str, contestants: Vec<(&str, Run)>) {
 fn interleaved_summary() {
     let filtered = std::env::args()
         .skip(1)
-        .any(|a| !a.starts_with('-') && !a.contains("interleaved"));
+        // Option values (`--measurement-time 1`) are numbers, not filters.
+        .any(|a| !a.starts_with('-') && a.parse::<f64>().is_err() && !a.contains("interleaved"));
     if filtered {
         return;
     }
