@@ -15,7 +15,8 @@
 //!   wake-up check for a consumer that may be asleep).
 //! * `mpsc_u64_2p`, `mpsc_64b_2p`: two producer threads push N/2 items each, the bench
 //!   thread pops N. This machine has 2 cores, so 3 spinning threads would fight over
-//!   them: in these two groups every contestant waits by spinning 64 times, then yielding.
+//!   them: in these two groups every contestant waits by spinning 64 times, then yielding
+//!   (the two producers share one CPU).
 //! * `single_thread`: one push then one pop on the bench thread (one element = one pair).
 //! * `policy_nonfull`: the same push + pop on a never-full volley ring under each
 //!   `OverflowPolicy` (BusySpin, so no wake-up checks are involved): the policy is applied
@@ -27,21 +28,28 @@
 //!   `push_batch` / `pop_batch` against rtrb's `write_chunk_uninit` / `read_chunk`.
 //!
 //! After the groups, an interleaved summary (`cargo bench --bench ring -- interleaved` runs
-//! only it, in seconds) runs the two-thread SPSC and MPSC contestants in turn, round after
+//! only it, in seconds; `-- interleaved_spsc_u64` only that table) runs the two-thread SPSC and MPSC contestants in turn, round after
 //! round, and prints each one's median rate and volley's rate divided by each baseline's
 //! rate within the same round: the ratios the targets are judged on. Criterion's
 //! group-after-group order lets a change in machine load between groups pass for a
 //! difference between rings; interleaving exposes every contestant to the same load.
 //!
-//! The test machine has only 2 cores: a two-thread test puts one thread on each (the
-//! threads are not pinned; the OS places them), and any other load on the machine shows
-//! up as noise (the bench warns if the CPUs are busy when it starts), so run it twice
-//! when numbers look odd. Two-thread SPSC runs of the Lamport-style rings (volley spsc,
-//! rtrb) are bimodal even on a quiet machine: one run settles around 100 Melem/s, the
-//! next at 250 to 450, with ArrayQueue steady in both. Our reading (not proven): either
-//! the consumer keeps up, so every item and tail store crosses cores on its own, or the
-//! producer stays ahead and the consumer streams whole cache lines. Compare them within
-//! one run, and over several runs. Takes about 4 minutes.
+//! Placement: the bench thread (the consumer) is pinned to one CPU and every producer to
+//! another, for every contestant alike (`VOLLEY_BENCH_PIN=0` turns it off). Unpinned, the
+//! OS put a spinning pair on one CPU whenever other work ran, and runs fell 100-fold. In
+//! the MPSC groups both producers share their CPU and take turns (they yield when the
+//! ring is full); only the consumer has a CPU to itself.
+//!
+//! Any other load on the machine shows up as noise (the bench warns if the CPUs are busy
+//! when it starts): a spinning side whose partner lost its CPU stalls for the whole time
+//! slice. The interleaved summary therefore sets such runs aside (see `interleave`).
+//! Two-thread SPSC runs of the Lamport-style rings (volley spsc, rtrb) are bimodal even
+//! undisturbed: what we saw (counting empty and full polls in a scratch loop) is that runs
+//! where the consumer keeps catching up with the producer (thousands of empty polls, every
+//! item and tail store crossing cores on its own) settle around 100-140 Melem/s, and runs
+//! where neither side waits much reach 200-330. Compare them within one run, and over
+//! several runs. With the default criterion times the whole bench takes about 4 minutes;
+//! `--warm-up-time 0.5 --measurement-time 1` brings it under 2.
 
 use std::hint::{black_box, spin_loop};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -302,14 +310,88 @@ impl StartLine {
     }
 }
 
+/// Where the threads of a two-thread run are placed: the consumer (the bench thread) on
+/// one CPU, every producer on another, the same for every contestant. Unpinned, the OS
+/// may put a spinning pair on one CPU whenever other work runs (it balances by load, and a
+/// spinner looks like load): the spinner then waits out the other's whole time slice for
+/// every ring-full of items, and a run drops 100-fold (measured: 2 M/s instead of 250).
+/// `VOLLEY_BENCH_PIN=0` turns pinning off to compare.
+#[derive(Clone, Copy)]
+struct Placement {
+    consumer: Option<usize>,
+    producers: Option<usize>,
+}
+
+impl Placement {
+    fn get() -> Placement {
+        static PLACEMENT: std::sync::OnceLock<(Option<usize>, Option<usize>)> =
+            std::sync::OnceLock::new();
+        let &(consumer, producers) = PLACEMENT.get_or_init(|| {
+            let cpus = allowed_cpus();
+            let off = std::env::var("VOLLEY_BENCH_PIN").is_ok_and(|v| v == "0");
+            if off || cpus.len() < 2 {
+                if !off {
+                    eprintln!("note: fewer than 2 CPUs allowed; two-thread runs are not pinned");
+                }
+                (None, None)
+            } else {
+                (Some(cpus[0]), Some(cpus[1]))
+            }
+        });
+        Placement {
+            consumer,
+            producers,
+        }
+    }
+}
+
+/// The CPUs this process may run on.
+#[cfg(target_os = "linux")]
+fn allowed_cpus() -> Vec<usize> {
+    // SAFETY: `cpu_set_t` is plain data for which all-zero is the empty set;
+    // sched_getaffinity(0, ..) fills it for the calling thread and writes nothing else.
+    let set = unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        if libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) != 0 {
+            return Vec::new();
+        }
+        set
+    };
+    (0..libc::CPU_SETSIZE as usize)
+        // SAFETY: `cpu` is below CPU_SETSIZE, the number of bits in the set.
+        .filter(|&cpu| unsafe { libc::CPU_ISSET(cpu, &set) })
+        .collect()
+}
+
+#[cfg(not(target_os = "linux"))]
+fn allowed_cpus() -> Vec<usize> {
+    Vec::new()
+}
+
+/// Pins the calling thread to `cpu` (when given); the placement is part of the setup, so
+/// a failure stops the bench rather than silently measuring something else.
+fn pin(cpu: Option<usize>) {
+    #[cfg(target_os = "linux")]
+    if let Some(cpu) = cpu {
+        // SAFETY: as in `allowed_cpus`; `cpu` came from the allowed set, so it is below
+        // CPU_SETSIZE; sched_setaffinity(0, ..) changes only the calling thread.
+        let ok = unsafe {
+            let mut set: libc::cpu_set_t = std::mem::zeroed();
+            libc::CPU_SET(cpu, &mut set);
+            libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) == 0
+        };
+        assert!(ok, "cannot pin to CPU {cpu}");
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = cpu;
+}
+
 /// Sum of the keys `0..n`, which a run must deliver.
 fn expected_sum(n: u64) -> u64 {
     n * (n - 1) / 2
 }
 
-/// `iters` runs of: producers (`producers` clones of the producing end, each on its own
-/// thread, each pushing its share of `n` items), the bench thread popping all `n`.
-/// Returns the total time from the start line to the last pop.
+/// `iters` runs of [`run_once`]; returns their total time.
 fn run_threads<T, P, C>(
     iters: u64,
     n: u64,
@@ -323,37 +405,95 @@ where
     P: Tx<T>,
     C: Rx<T>,
 {
+    (0..iters)
+        .map(|_| run_once::<T, _, _>(n, producers, wait, &make, &split).elapsed)
+        .sum()
+}
+
+/// What one two-thread run measured.
+struct RunResult {
+    /// From the start line to the last pop.
+    elapsed: Duration,
+    /// Whether another task took a CPU from a side during the run (see [`switches`]):
+    /// with spinning sides, such a run measures the scheduler, not the ring.
+    disturbed: bool,
+}
+
+/// One run: producers (`producers` clones of the producing end, each on its own thread,
+/// each pushing its share of `n` items), the bench thread popping all `n`.
+fn run_once<T, P, C>(
+    n: u64,
+    producers: u64,
+    wait: Wait,
+    make: &impl Fn() -> (P, C),
+    split: &impl Fn(P) -> Vec<P>,
+) -> RunResult
+where
+    T: Item,
+    P: Tx<T>,
+    C: Rx<T>,
+{
     let share = n / producers;
     assert_eq!(share * producers, n);
-    let mut total = Duration::ZERO;
-    for _ in 0..iters {
-        let (tx, mut rx) = make();
-        let txs = split(tx);
-        assert_eq!(txs.len() as u64, producers);
-        let line = StartLine::new();
-        let line = &line;
-        let elapsed = thread::scope(|s| {
-            for (p, mut tx) in txs.into_iter().enumerate() {
+    let place = Placement::get();
+    pin(place.consumer);
+    let (tx, mut rx) = make();
+    let txs = split(tx);
+    assert_eq!(txs.len() as u64, producers);
+    let line = StartLine::new();
+    let line = &line;
+    thread::scope(|s| {
+        let handles: Vec<_> = txs
+            .into_iter()
+            .enumerate()
+            .map(|(p, mut tx)| {
                 let first = p as u64 * share;
                 s.spawn(move || {
+                    pin(place.producers);
                     line.producer_ready(wait);
+                    let before = switches();
                     for i in first..first + share {
                         push_until_done(&mut tx, T::make(i), wait);
                     }
-                });
+                    switches() - before
+                })
+            })
+            .collect();
+        let t0 = line.start(producers as usize, wait);
+        let before = switches();
+        let mut sum = 0u64;
+        for _ in 0..n {
+            sum = sum.wrapping_add(pop_until_done(&mut rx, wait).key());
+        }
+        let elapsed = t0.elapsed();
+        let consumer_switches = switches() - before;
+        assert_eq!(sum, expected_sum(n), "items lost or duplicated");
+        let producer_switches: u64 = handles.into_iter().map(|h| h.join().unwrap()).sum();
+        // Producers that share a CPU (MPSC) switch to each other when they yield, which
+        // says nothing about other load: only the consumer, alone on its CPU, counts then.
+        let disturbed = consumer_switches > 0 || (producers == 1 && producer_switches > 0);
+        RunResult { elapsed, disturbed }
+    })
+}
+
+/// Involuntary context switches of the calling thread so far: preemptions, and yields that
+/// let another task run (Linux counts both there). 0 where unsupported.
+fn switches() -> u64 {
+    #[cfg(target_os = "linux")]
+    {
+        // SAFETY: `rusage` is plain data; getrusage fills it for the calling thread and
+        // writes nothing else.
+        let usage = unsafe {
+            let mut usage: libc::rusage = std::mem::zeroed();
+            if libc::getrusage(libc::RUSAGE_THREAD, &mut usage) != 0 {
+                return 0;
             }
-            let t0 = line.start(producers as usize, wait);
-            let mut sum = 0u64;
-            for _ in 0..n {
-                sum = sum.wrapping_add(pop_until_done(&mut rx, wait).key());
-            }
-            let elapsed = t0.elapsed();
-            assert_eq!(sum, expected_sum(n), "items lost or duplicated");
-            elapsed
-        });
-        total += elapsed;
+            usage
+        };
+        usage.ru_nivcsw as u64
     }
-    total
+    #[cfg(not(target_os = "linux"))]
+    0
 }
 
 fn two_thread_group<'a>(c: &'a mut Criterion, name: &str) -> BenchmarkGroup<'a, WallTime> {
@@ -505,8 +645,11 @@ fn volley_batch_run(iters: u64, n: u64) -> Duration {
         let (mut tx, mut rx) = volley_spsc::<u64>();
         let line = StartLine::new();
         let line = &line;
+        let place = Placement::get();
+        pin(place.consumer);
         total += thread::scope(|s| {
             s.spawn(move || {
+                pin(place.producers);
                 line.producer_ready(Wait::Spin);
                 let mut next = 0;
                 while next < n {
@@ -545,8 +688,11 @@ fn rtrb_batch_run(iters: u64, n: u64) -> Duration {
         let (mut tx, mut rx) = rtrb_ring::<u64>();
         let line = StartLine::new();
         let line = &line;
+        let place = Placement::get();
+        pin(place.consumer);
         total += thread::scope(|s| {
             s.spawn(move || {
+                pin(place.producers);
                 line.producer_ready(Wait::Spin);
                 let mut next = 0;
                 while next < n {
@@ -648,68 +794,107 @@ criterion_group! {
     targets = spsc_u64, spsc_64b, mpsc_u64_2p, mpsc_64b_2p, single_thread, policy_nonfull, batch
 }
 
-/// Rounds of the interleaved comparison.
+/// Undisturbed rounds the interleaved comparison aims for.
 const ROUNDS: usize = 25;
+/// Items per run in the interleaved comparison: about 1 ms at 250 M/s, well inside a
+/// scheduler time slice, so that a run on a loaded machine has a fair chance of being
+/// undisturbed; thread start-up and ring creation stay outside the timing.
+const N_ROUND: u64 = 1 << 18;
+/// How long one table may keep running rounds to collect undisturbed ones.
+const TABLE_BUDGET: Duration = Duration::from_secs(20);
 
-/// One two-thread run of `N` items through a fresh ring, in elements per second.
-type Run = Box<dyn Fn() -> f64>;
+/// One two-thread run of `N_ROUND` items through a fresh ring.
+type Run = Box<dyn Fn() -> RunResult>;
 
 fn rate(elapsed: Duration) -> f64 {
-    N as f64 / elapsed.as_secs_f64()
+    N_ROUND as f64 / elapsed.as_secs_f64()
 }
 
 fn spsc_run<T: Item, P: Tx<T> + 'static, C: Rx<T> + 'static>(make: fn() -> (P, C)) -> Run {
-    Box::new(move || {
-        rate(run_threads::<T, _, _>(1, N, 1, Wait::Spin, make, |p| {
-            vec![p]
-        }))
-    })
+    Box::new(move || run_once::<T, _, _>(N_ROUND, 1, Wait::Spin, &make, &|p| vec![p]))
 }
 
 fn mpsc_run<T: Item, P: Tx<T> + Clone + 'static, C: Rx<T> + 'static>(make: fn() -> (P, C)) -> Run {
     Box::new(move || {
-        rate(run_threads::<T, _, _>(
-            1,
-            N,
-            PRODUCERS,
-            Wait::SpinYield,
-            make,
-            |p| (0..PRODUCERS).map(|_| p.clone()).collect(),
-        ))
+        run_once::<T, _, _>(N_ROUND, PRODUCERS, Wait::SpinYield, &make, &|p| {
+            (0..PRODUCERS).map(|_| p.clone()).collect()
+        })
     })
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
+    if v.is_empty() {
+        return f64::NAN;
+    }
     v.sort_by(|a, b| a.total_cmp(b));
     v[v.len() / 2]
 }
 
 /// The two-thread contestants of one table, run in turn, round after round, so that every
-/// contestant meets the same phases of machine noise. Prints the median rate of each and
-/// the median over rounds of volley's rate divided by each baseline's rate in that round:
-/// a ratio measured within one run, which criterion's group-after-group order cannot give
-/// on a shared machine.
+/// contestant meets the same phases of machine noise; the first contestant is volley.
+///
+/// Runs during which another task took a CPU from one of the sides are set aside: a
+/// spinning pair stalls for the whole time slice of whatever runs in its place, so such a
+/// run measures the scheduler (on this 2-vCPU host under load, rates swung 100-fold).
+/// Rounds go on until every baseline has `ROUNDS` rounds in which both its run and
+/// volley's were undisturbed, or the time budget is spent. Prints, per contestant, the
+/// median rate of its undisturbed runs and their spread, the median over those paired
+/// rounds of volley's rate divided by its rate in the same round, and how many runs were
+/// kept; a contestant with fewer than 5 undisturbed pairs is shown over all its runs and
+/// marked.
 fn interleave(title: &str, contestants: Vec<(&str, Run)>) {
-    let mut rates: Vec<Vec<f64>> = vec![Vec::new(); contestants.len()];
-    for round in 0..ROUNDS {
-        for k in 0..contestants.len() {
+    let k = contestants.len();
+    // rounds[r][i]: contestant i's run in round r, as (rate, disturbed).
+    let mut rounds: Vec<Vec<(f64, bool)>> = Vec::new();
+    // The rounds where volley's run and contestant i's run were both undisturbed.
+    let paired = |rounds: &[Vec<(f64, bool)>], i: usize| -> Vec<(f64, f64)> {
+        rounds
+            .iter()
+            .filter(|r| !r[0].1 && !r[i].1)
+            .map(|r| (r[0].0, r[i].0))
+            .collect()
+    };
+    let start = Instant::now();
+    while (1..k).any(|i| paired(&rounds, i).len() < ROUNDS)
+        && (start.elapsed() < TABLE_BUDGET || rounds.len() < ROUNDS)
+    {
+        let r = rounds.len();
+        let mut round = vec![(0.0, false); k];
+        for j in 0..k {
             // Rotate the order so no contestant always follows the same one.
-            let i = (k + round) % contestants.len();
-            rates[i].push((contestants[i].1)());
+            let i = (j + r) % k;
+            let result = (contestants[i].1)();
+            round[i] = (rate(result.elapsed), result.disturbed);
         }
+        rounds.push(round);
     }
-    println!("\n{title}: {ROUNDS} interleaved rounds of {N} items, median per contestant");
     println!(
-        "{:<20} {:>12} {:>16}",
-        "contestant", "Melem/s", "volley / this"
+        "\n{title}: {} interleaved rounds of {N_ROUND} items, medians over undisturbed runs",
+        rounds.len()
+    );
+    println!(
+        "{:<20} {:>10} {:>16} {:>16} {:>14}",
+        "contestant", "Melem/s", "min-max", "volley / this", "runs kept"
     );
     for (i, (name, _)) in contestants.iter().enumerate() {
-        let ratios: Vec<f64> = (0..ROUNDS).map(|r| rates[0][r] / rates[i][r]).collect();
+        let mut rates: Vec<f64> = rounds.iter().filter(|r| !r[i].1).map(|r| r[i].0).collect();
+        let mut pairs = paired(&rounds, i);
+        let mut flag = "";
+        if pairs.len() < 5 {
+            // Too few undisturbed runs to say anything: show everything, marked.
+            rates = rounds.iter().map(|r| r[i].0).collect();
+            pairs = rounds.iter().map(|r| (r[0].0, r[i].0)).collect();
+            flag = " (ALL runs: too few undisturbed)";
+        }
+        let lo = rates.iter().copied().fold(f64::INFINITY, f64::min);
+        let hi = rates.iter().copied().fold(0.0, f64::max);
         println!(
-            "{:<20} {:>12.1} {:>16.2}",
+            "{:<20} {:>10.1} {:>16} {:>16.2} {:>14}{flag}",
             name,
-            median(rates[i].clone()) / 1e6,
-            median(ratios)
+            median(rates.clone()) / 1e6,
+            format!("{:.1}-{:.1}", lo / 1e6, hi / 1e6),
+            median(pairs.iter().map(|(v, b)| v / b).collect()),
+            format!("{}/{}", rates.len(), rounds.len()),
         );
     }
 }
@@ -719,10 +904,22 @@ fn interleave(title: &str, contestants: Vec<(&str, Run)>) {
 fn interleaved_summary() {
     let filtered = std::env::args()
         .skip(1)
-        .any(|a| !a.starts_with('-') && !a.contains("interleaved"));
+        // Option values (`--measurement-time 1`) are numbers, not filters.
+        .any(|a| !a.starts_with('-') && a.parse::<f64>().is_err() && !a.contains("interleaved"));
     if filtered {
         return;
     }
+    // `interleaved_spsc_u64` (etc.) runs only that table.
+    let picked: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| a.starts_with("interleaved_"))
+        .collect();
+    let wanted = |title: &str| picked.is_empty() || picked.iter().any(|a| a.ends_with(title));
+    let interleave = |title: &str, contestants: Vec<(&str, Run)>| {
+        if wanted(title) {
+            interleave(title, contestants)
+        }
+    };
     interleave(
         "spsc_u64",
         vec![

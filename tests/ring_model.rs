@@ -8,7 +8,7 @@ use std::time::Duration;
 use proptest::prelude::*;
 use volley::ring::{
     mpsc, spsc, Consumer, MpscProducer, OverflowPolicy, Producer, PushError, RingConfig, RingStats,
-    TryPopError,
+    TryPopError, WaitStrategy,
 };
 
 #[derive(Debug, Clone)]
@@ -38,6 +38,13 @@ fn policy() -> impl Strategy<Value = OverflowPolicy> {
         }),
         (0usize..6).prop_map(|n| OverflowPolicy::Buffer { max_bytes: n * 8 }),
     ]
+}
+
+/// The wait strategy decides which push and pop paths a ring takes (a consumer that never
+/// parks lets SPSC pushes skip the wake-up and policy checks while there is room), so both
+/// kinds are modelled. Nothing here waits: pops are non-blocking and Block times out at once.
+fn wait() -> impl Strategy<Value = WaitStrategy> {
+    prop_oneof![Just(WaitStrategy::default()), Just(WaitStrategy::BusySpin),]
 }
 
 /// What the ring should do, written as plainly as possible.
@@ -163,8 +170,8 @@ fn assert_stats(actual: RingStats, expected: RingStats) {
     assert_eq!(actual, expected);
 }
 
-fn run(multi: bool, policy: OverflowPolicy, capacity: usize, ops: Vec<Op>) {
-    let config = RingConfig::with_policy(policy);
+fn run(multi: bool, policy: OverflowPolicy, wait: WaitStrategy, capacity: usize, ops: Vec<Op>) {
+    let config = RingConfig::with_policy(policy).wait(wait);
     let (mut tx, mut rx): (Ends, Consumer<u64>) = if multi {
         let (tx, rx) = mpsc(capacity, config);
         (Ends::Multi(tx), rx)
@@ -225,12 +232,12 @@ proptest! {
     #![proptest_config(ProptestConfig::with_cases(512))]
 
     #[test]
-    fn spsc_matches_the_oracle(policy in policy(), capacity in 1usize..6, ops in prop::collection::vec(op(), 0..200)) {
-        run(false, policy, capacity, ops);
+    fn spsc_matches_the_oracle(policy in policy(), wait in wait(), capacity in 1usize..6, ops in prop::collection::vec(op(), 0..200)) {
+        run(false, policy, wait, capacity, ops);
     }
 
     #[test]
-    fn mpsc_matches_the_oracle(policy in policy(), capacity in 1usize..6, ops in prop::collection::vec(op(), 0..200)) {
-        run(true, policy, capacity, ops);
+    fn mpsc_matches_the_oracle(policy in policy(), wait in wait(), capacity in 1usize..6, ops in prop::collection::vec(op(), 0..200)) {
+        run(true, policy, wait, capacity, ops);
     }
 }

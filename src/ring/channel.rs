@@ -13,6 +13,11 @@ use super::stats::{bump, Counters, RingStats};
 use super::wait::Notifier;
 use crate::sync::{lock, Arc, AtomicBool, AtomicUsize, Mutex, Ordering};
 
+/// [`Shared::detour`]: the consumer is gone.
+const DETOUR_CLOSED: usize = 1;
+/// [`Shared::detour`]: the overflow queue is not empty.
+const DETOUR_BUFFERING: usize = 2;
+
 /// How many overflow items the consumer moves out from under the lock at once.
 const OVERFLOW_BATCH: usize = 256;
 
@@ -51,6 +56,11 @@ pub(crate) struct Shared<T> {
     /// Live producer handles; the consumer sees "closed" when this is 0 and all is drained.
     producers: AtomicUsize,
     consumer_alive: AtomicBool,
+    /// Why a plain push must take the general path: [`DETOUR_CLOSED`] (the consumer is
+    /// gone) and [`DETOUR_BUFFERING`] (items wait in the overflow queue). One word, so the
+    /// plain path pays one load and one branch for both; the flags it mirrors stay the
+    /// authority for everything else.
+    detour: AtomicUsize,
     /// The consumer sleeps here for items.
     items_ready: Notifier,
     /// Producers sleep here for room (Block policy).
@@ -104,6 +114,7 @@ impl<T> Shared<T> {
             config,
             producers: AtomicUsize::new(1),
             consumer_alive: AtomicBool::new(true),
+            detour: AtomicUsize::new(0),
             items_ready: Notifier::new(),
             room_ready: Notifier::new(),
             wake_consumer: consumer_may_park,
@@ -292,6 +303,10 @@ impl<T: ItemSize> Shared<T> {
         c.buffered_bytes.fetch_add(size, Ordering::Relaxed);
         bump(&c.overflow_in);
         self.overflow_queued.store(queue.len(), Ordering::Release);
+        if queue.len() == 1 {
+            // Under the lock, like the consumer's clearing: set and clear cannot cross.
+            self.detour.fetch_or(DETOUR_BUFFERING, Ordering::AcqRel);
+        }
         drop(queue);
         self.after_push();
         Ok(())
@@ -328,6 +343,7 @@ pub fn spsc<T: ItemSize>(capacity: usize, config: RingConfig) -> (Producer<T>, C
     let shared = Arc::new(Shared::new(capacity, config, false));
     (
         Producer {
+            plain: shared.plain_push,
             shared: shared.clone(),
             fast: FastProducer::default(),
         },
@@ -347,6 +363,7 @@ pub(crate) fn spsc_polled<T: ItemSize>(
     ));
     (
         Producer {
+            plain: shared.plain_push,
             shared: shared.clone(),
             fast: FastProducer::default(),
         },
@@ -375,6 +392,8 @@ pub fn mpsc<T: ItemSize>(capacity: usize, config: RingConfig) -> (MpscProducer<T
 pub struct Producer<T> {
     shared: Arc<Shared<T>>,
     fast: FastProducer,
+    /// `shared.plain_push`, kept here so the plain path reads it without a dereference.
+    plain: bool,
 }
 
 impl<T: ItemSize> Producer<T> {
@@ -382,8 +401,10 @@ impl<T: ItemSize> Producer<T> {
     #[inline]
     pub fn push(&mut self, item: T) -> Result<(), PushError<T>> {
         let shared = &*self.shared;
-        if let (true, Core::Fast(ring)) = (shared.plain_push, &shared.core) {
-            if !shared.consumer_gone() && !shared.is_buffering() {
+        if let (true, Core::Fast(ring)) = (self.plain, &shared.core) {
+            // Acquire pairs with the consumer's close and the overflow lock's hand-over, as
+            // the loads of the flags it mirrors did.
+            if shared.detour.load(Ordering::Acquire) == 0 {
                 let fast = &mut self.fast;
                 return match ring.try_push(fast, item) {
                     Ok(()) => Ok(()),
@@ -538,6 +559,8 @@ impl<T> Drop for MpscProducer<T> {
 pub struct Consumer<T> {
     shared: Arc<Shared<T>>,
     fast: FastConsumer,
+    /// `shared.plain_pop`, kept here so the plain path reads it without a dereference.
+    plain: bool,
     /// Overflow items taken from under the lock in one go; older than anything the ring
     /// holds, so they are served first.
     overflow_batch: VecDeque<T>,
@@ -546,6 +569,7 @@ pub struct Consumer<T> {
 impl<T> Consumer<T> {
     fn new(shared: Arc<Shared<T>>) -> Self {
         Consumer {
+            plain: shared.plain_pop,
             shared,
             fast: FastConsumer::default(),
             overflow_batch: VecDeque::new(),
@@ -604,11 +628,20 @@ impl<T: ItemSize> Consumer<T> {
     /// Pops the oldest item without waiting.
     #[inline]
     pub fn try_pop(&mut self) -> Result<T, TryPopError> {
-        if let (true, Core::Fast(ring)) = (self.shared.plain_pop, &self.shared.core) {
+        if let (true, Core::Fast(ring)) = (self.plain, &self.shared.core) {
             // Overflow items the consumer already took are older than the ring's.
             if self.overflow_batch.is_empty() {
                 if let Some(item) = ring.try_pop(&mut self.fast) {
                     return Ok(item);
+                }
+                // Empty as of the tail just loaded. Loading it again right away (as the
+                // general path would) takes the tail's cache line from a producer that is
+                // pushing, once more per empty poll: a consumer that keeps up would slow
+                // the producer it waits for. Only the overflow queue and the close need a
+                // look, and both live on lines that producers do not write per push.
+                let shared = &*self.shared;
+                if shared.overflow_queued.load(Ordering::Acquire) == 0 && !shared.producers_gone() {
+                    return Err(TryPopError::Empty);
                 }
             }
         }
@@ -759,6 +792,9 @@ impl<T: ItemSize> Consumer<T> {
         let n = queue.len().min(OVERFLOW_BATCH);
         self.overflow_batch.extend(queue.drain(..n));
         shared.overflow_queued.store(queue.len(), Ordering::Release);
+        if queue.is_empty() {
+            shared.detour.fetch_and(!DETOUR_BUFFERING, Ordering::AcqRel);
+        }
         drop(queue);
         self.take_from_overflow_batch()
     }
@@ -776,6 +812,7 @@ impl<T: ItemSize> Consumer<T> {
 impl<T> Drop for Consumer<T> {
     fn drop(&mut self) {
         self.shared.consumer_alive.store(false, Ordering::Release);
+        self.shared.detour.fetch_or(DETOUR_CLOSED, Ordering::AcqRel);
         self.shared.room_ready.notify();
     }
 }

@@ -307,10 +307,14 @@ fn pushing_after_the_consumer_is_gone_fails_fast_for_every_policy() {
         OverflowPolicy::Block { timeout: None },
         OverflowPolicy::Buffer { max_bytes: 1 << 20 },
     ] {
-        let (mut tx, rx) = spsc::<u8>(1, cfg(policy));
-        drop(rx);
-        assert!(tx.is_closed());
-        assert_eq!(tx.push(1), Err(PushError::Closed(1)), "{policy:?}");
+        // Both SPSC push paths: the general one (the default wait may park the consumer)
+        // and the plain one (a BusySpin consumer never parks).
+        for config in [cfg(policy), cfg(policy).wait(WaitStrategy::BusySpin)] {
+            let (mut tx, rx) = spsc::<u8>(1, config);
+            drop(rx);
+            assert!(tx.is_closed());
+            assert_eq!(tx.push(1), Err(PushError::Closed(1)), "{config:?}");
+        }
         let (tx, rx) = mpsc::<u8>(1, cfg(policy));
         drop(rx);
         assert_eq!(tx.push(1), Err(PushError::Closed(1)), "{policy:?}");
