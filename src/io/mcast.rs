@@ -15,7 +15,7 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 
 use super::udp::{McastSocket, RecvBatch, BATCH};
 use crate::proto::mcast::{
@@ -55,6 +55,8 @@ pub(crate) struct McastTx {
     endpoint: Endpoint,
     /// Encoded datagrams waiting for one `sendmmsg`; reused.
     out: Vec<Vec<u8>>,
+    /// The length of each datagram in `out`.
+    lens: [usize; SEND_BATCH],
     spare: Vec<Vec<u8>>,
     batch: RecvBatch,
     pub(crate) counters: McastCounters,
@@ -73,6 +75,7 @@ impl McastTx {
             sender,
             endpoint,
             out: Vec::with_capacity(SEND_BATCH),
+            lens: [0; SEND_BATCH],
             spare: Vec::new(),
             batch: RecvBatch::new(),
             counters: McastCounters::default(),
@@ -104,11 +107,8 @@ impl McastTx {
         // A send that wrote datagrams spent microseconds in the kernel: the gap to the
         // next send counts from its end, or every send after a full datagram would look
         // like the start of a new burst.
-        self.last_send = Some(if self.transmit(now) {
-            Instant::now()
-        } else {
-            now
-        });
+        let wrote = self.sender.transmit_due(now) && self.transmit(now);
+        self.last_send = Some(if wrote { Instant::now() } else { now });
         let due = self.sender.poll_timeout();
         Ok(match (due, self.planned_deadline) {
             (Some(due), Some(planned)) => due < planned,
@@ -130,12 +130,17 @@ impl McastTx {
     pub(crate) fn transmit(&mut self, now: Instant) -> bool {
         let mut wrote = false;
         loop {
+            // The buffers keep their full length (the datagram's length is in `lens`):
+            // sizing them per datagram would clear a datagram's worth of bytes per send.
+            let size = self.sender.config().max_datagram_size;
             while self.out.len() < SEND_BATCH {
                 let mut buf = self.spare.pop().unwrap_or_default();
-                buf.resize(self.sender.config().max_datagram_size, 0);
+                if buf.len() < size {
+                    buf.resize(size, 0);
+                }
                 match self.sender.poll_transmit(now, &mut buf) {
                     Some(len) => {
-                        buf.truncate(len);
+                        self.lens[self.out.len()] = len;
                         self.out.push(buf);
                     }
                     None => {
@@ -150,8 +155,8 @@ impl McastTx {
             wrote = true;
             let full = self.out.len() == SEND_BATCH;
             let mut slices: [&[u8]; SEND_BATCH] = [&[]; SEND_BATCH];
-            for (slot, datagram) in slices.iter_mut().zip(&self.out) {
-                *slot = datagram;
+            for ((slot, datagram), &len) in slices.iter_mut().zip(&self.out).zip(&self.lens) {
+                *slot = &datagram[..len];
             }
             let sent = self
                 .socket
@@ -214,6 +219,8 @@ pub(crate) struct McastRx {
     loss: Option<LossGenerator<(Bytes, SocketAddr)>>,
     pub(crate) subscriptions: SubscriptionTable,
     batch: RecvBatch,
+    /// Where each batch's datagrams are gathered before they are handed out as `Bytes`.
+    arena: BytesMut,
     nak_buf: Vec<u8>,
     /// Messages delivered by the protocol that no subscription matched.
     pub(crate) filtered: u64,
@@ -246,6 +253,7 @@ impl McastRx {
             loss: (!loss.is_off()).then(|| LossGenerator::new(loss.clone())),
             subscriptions,
             batch: RecvBatch::new(),
+            arena: BytesMut::new(),
             nak_buf: vec![0; 1500],
             filtered: 0,
             counters: McastCounters::default(),
@@ -288,12 +296,24 @@ impl McastRx {
                 }
                 Ok(n) => {
                     self.read_one = self.read_by_user && max == BATCH && n == 1;
+                    // The batch's datagrams are copied back to back into one buffer, and
+                    // every delivered frame is a slice of it: one buffer per batch
+                    // instead of an allocation per datagram, and none at all once the
+                    // previous batch's messages are dropped (the buffer is reclaimed).
+                    let total = self.batch.datagrams().map(|(d, _)| d.len()).sum();
+                    self.arena.clear();
+                    self.arena.reserve(total);
+                    for (datagram, _) in self.batch.datagrams() {
+                        self.arena.extend_from_slice(datagram);
+                    }
+                    let all = self.arena.split().freeze();
+                    let mut at = 0;
                     for (datagram, from) in self.batch.datagrams() {
+                        let bytes = all.slice(at..at + datagram.len());
+                        at += datagram.len();
                         match &mut self.loss {
-                            None => self.receiver.handle_datagram(now, datagram, from),
-                            Some(loss) => {
-                                loss.push(now, (Bytes::copy_from_slice(datagram), from));
-                            }
+                            None => self.receiver.handle_datagram_bytes(now, bytes, from),
+                            Some(loss) => loss.push(now, (bytes, from)),
                         }
                     }
                     delivered += self.release(now, deliver);

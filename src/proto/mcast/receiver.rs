@@ -585,12 +585,12 @@ impl Session {
     fn deliver(&mut self, bytes: &Bytes, at: usize, len: usize, ctx: &mut Ctx<'_>) {
         let encoded = &bytes[at..at + len];
         let mut size = 0u64;
-        let frames: Vec<Bytes> = MessageFrames::new(encoded)
-            .map(|(start, frame_len)| {
-                size += frame_len as u64;
-                bytes.slice(at + start..at + start + frame_len)
-            })
-            .collect();
+        // Sized exactly: a collect would start at four slots for a one-frame message.
+        let mut frames = Vec::with_capacity(MessageFrames::new(encoded).count());
+        frames.extend(MessageFrames::new(encoded).map(|(start, frame_len)| {
+            size += frame_len as u64;
+            bytes.slice(at + start..at + start + frame_len)
+        }));
         self.stats.delivered_messages += 1;
         self.stats.delivered_bytes += size;
         ctx.messages.push_back((self.id, Message::new(frames)));

@@ -529,6 +529,19 @@ impl Sender {
         len
     }
 
+    /// Whether [`Sender::poll_transmit`] at `now` would write anything. A caller that
+    /// queues messages one by one asks this first, which is much cheaper than a poll
+    /// while a datagram is still being filled.
+    pub fn transmit_due(&self, now: Instant) -> bool {
+        !self.retransmit_queue.is_empty()
+            || !self.ready.is_empty()
+            || self.heartbeat_now
+            || now >= self.heartbeat_due
+            || self.open.as_ref().is_some_and(|open| {
+                now.saturating_duration_since(open.opened_at) >= self.config.linger
+            })
+    }
+
     /// The next instant something becomes due without new input (a lingering datagram
     /// or a heartbeat). Datagrams already due are reported by
     /// [`Sender::poll_transmit`], which the caller runs after every input.

@@ -438,6 +438,58 @@ fn small_messages_are_packed_large_ones_fragmented_and_all_arrive() {
 }
 
 #[test]
+fn transmit_due_agrees_with_poll_transmit() {
+    // The I/O layer skips the poll when transmit_due says nothing is due: a false "no"
+    // would strand a datagram until the next timer.
+    let config = SenderConfig {
+        linger: Duration::from_micros(100),
+        reliable: true,
+        ..SenderConfig::default()
+    };
+    let start = Instant::now();
+    let mut sender = Sender::new(config, 1, start).unwrap();
+    let mut buf = vec![0u8; 1400];
+    let mut seen = [0u32; 2];
+    let mut rng = 0x9E37_79B9_7F4A_7C15u64;
+    for step in 0..5_000u64 {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        let now = start + Duration::from_micros(step * 7);
+        match rng % 5 {
+            0 | 1 => sender.send_message(&[&[1u8; 40][..]], now).unwrap(),
+            2 => sender.send_message(&[&[2u8; 3000][..]], now).unwrap(),
+            3 => sender.flush(),
+            _ => {
+                let mut nak = [0u8; 64];
+                let len = wire::Nak {
+                    session_id: 1,
+                    stream_id: 0,
+                    receiver_id: 9,
+                    start_seq: sender.stats().next_seq.saturating_sub(3),
+                    len: 2,
+                }
+                .encode(&mut nak);
+                sender.handle_datagram(now, &nak[..len]);
+            }
+        }
+        loop {
+            let due = sender.transmit_due(now);
+            let wrote = sender.poll_transmit(now, &mut buf).is_some();
+            assert_eq!(due, wrote, "step {step}");
+            seen[usize::from(wrote)] += 1;
+            if !wrote {
+                break;
+            }
+        }
+    }
+    assert!(
+        seen[0] > 0 && seen[1] > 0,
+        "both answers exercised: {seen:?}"
+    );
+}
+
+#[test]
 fn linger_packs_messages_spread_in_time_and_flush_ends_it() {
     let config = SenderConfig {
         linger: Duration::from_micros(100),
