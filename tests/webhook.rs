@@ -775,3 +775,44 @@ fn a_failing_dead_letter_sink_is_counted() {
     assert_eq!(stats.dead_letter_errors, 3);
     assert_eq!(stats.endpoints[0].dead_lettered, 3);
 }
+
+/// A sink that takes its time with each letter, as a file on a slow disk or a user
+/// callback might.
+#[derive(Clone, Default)]
+struct SlowSink(MemoryDeadLetters);
+
+impl volley::webhook::DeadLetterSink for SlowSink {
+    fn accept(&self, letter: volley::webhook::DeadLetter) -> std::io::Result<()> {
+        std::thread::sleep(Duration::from_millis(30));
+        self.0.accept(letter)
+    }
+}
+
+#[test]
+fn flush_returns_only_once_the_sink_has_every_dead_letter() {
+    // The letters are made by the router (disabled endpoint) and by a worker (410, and
+    // an exhausted schedule): each is handed to the sink without the lock held, and
+    // flush must still wait for it.
+    let gone = Receiver::start(|_| Reply::status(410));
+    let failing = Receiver::start(|_| Reply::status(500));
+    let sink = SlowSink::default();
+    let emitter = Emitter::builder()
+        .endpoint(Endpoint::new(gone.url("/"), Secret::generate()))
+        .endpoint(Endpoint::new(failing.url("/"), Secret::generate()))
+        .retry_schedule(schedule("0s"))
+        .dead_letters(sink.clone())
+        .build()
+        .unwrap();
+    emitter.emit("t", &0).unwrap();
+    assert!(emitter.flush(WAIT));
+    assert_eq!(sink.0.take().len(), 2, "410 and exhausted schedule");
+    for n in 1..4 {
+        emitter.emit("t", &n).unwrap();
+    }
+    assert!(emitter.flush(WAIT));
+    assert_eq!(
+        sink.0.take().len(),
+        6,
+        "disabled endpoint and exhausted schedule"
+    );
+}

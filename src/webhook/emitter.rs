@@ -416,6 +416,7 @@ impl EmitterBuilder {
                 ready: Default::default(),
                 routed: 0,
                 unrouted: 0,
+                letters_in_hand: 0,
                 router_done: false,
                 stopped: false,
             }),
@@ -518,6 +519,10 @@ struct State {
     ready: std::collections::VecDeque<Attempt>,
     routed: u64,
     unrouted: u64,
+    /// Dead letters taken out of the scheduler and not yet accepted by the sink, which is
+    /// called without the lock held (it may write a file or run user code): `flush`
+    /// counts them as unsettled, so it returns only once the sink has them.
+    letters_in_hand: usize,
     router_done: bool,
     stopped: bool,
 }
@@ -533,6 +538,26 @@ impl Shared {
                 self.dead_letter_errors.fetch_add(1, Ordering::Relaxed);
             }
         }
+    }
+
+    /// Hands `letters`, just taken out of the scheduler under `state`, to the sink with
+    /// the lock released, keeping them counted in [`State::letters_in_hand`] meanwhile.
+    fn dead_letter_unlocked<'a>(
+        &'a self,
+        mut state: MutexGuard<'a, State>,
+        letters: Vec<DeadLetter>,
+    ) -> MutexGuard<'a, State> {
+        if letters.is_empty() {
+            return state;
+        }
+        let n = letters.len();
+        state.letters_in_hand += n;
+        drop(state);
+        self.dead_letter(letters);
+        let mut state = self.lock();
+        state.letters_in_hand -= n;
+        self.progress.notify_all();
+        state
     }
 
     fn refused(&self, event: &Event, reason: DeadReason) {
@@ -652,35 +677,33 @@ impl Emitter {
     pub fn replay(&self, letters: impl IntoIterator<Item = DeadLetter>) -> ReplayReport {
         let mut report = ReplayReport::default();
         let mut again = Vec::new();
-        {
-            let mut state = self.shared.lock();
-            for letter in letters {
-                let targets: Vec<usize> = match &letter.endpoint {
-                    Some(url) => match self.shared.endpoints.iter().position(|e| &e.url == url) {
-                        Some(i) => vec![i],
-                        None => {
-                            report.unknown_endpoint.push(letter);
-                            continue;
-                        }
-                    },
-                    None => self.matching(&letter.event_type).collect(),
-                };
-                let event = Arc::new(Event {
-                    id: MessageId(letter.id),
-                    event_type: letter.event_type,
-                    body: letter.body,
-                });
-                for i in targets {
-                    match state.scheduler.enqueue(i, event.clone()) {
-                        None => report.queued += 1,
-                        Some(l) => again.push(l),
+        let mut state = self.shared.lock();
+        for letter in letters {
+            let targets: Vec<usize> = match &letter.endpoint {
+                Some(url) => match self.shared.endpoints.iter().position(|e| &e.url == url) {
+                    Some(i) => vec![i],
+                    None => {
+                        report.unknown_endpoint.push(letter);
+                        continue;
                     }
+                },
+                None => self.matching(&letter.event_type).collect(),
+            };
+            let event = Arc::new(Event {
+                id: MessageId(letter.id),
+                event_type: letter.event_type,
+                body: letter.body,
+            });
+            for i in targets {
+                match state.scheduler.enqueue(i, event.clone()) {
+                    None => report.queued += 1,
+                    Some(l) => again.push(l),
                 }
             }
         }
         self.shared.work.notify_all();
         report.dead_lettered = again.len();
-        self.shared.dead_letter(again);
+        drop(self.shared.dead_letter_unlocked(state, again));
         report
     }
 
@@ -746,7 +769,7 @@ impl Emitter {
                 .unwrap_or_default();
             // Everything pushed was routed (or evicted), and nothing waits anywhere.
             let all_routed = queue.pushed == state.routed + state.unrouted + queue.dropped_oldest;
-            if all_routed && state.scheduler.is_idle() {
+            if all_routed && state.scheduler.is_idle() && state.letters_in_hand == 0 {
                 return true;
             }
             let now = Instant::now();
@@ -854,12 +877,18 @@ fn route(shared: &Shared, mut queue: Consumer<Queued>) {
                     state.unrouted += 1;
                 }
             }
+            state.letters_in_hand += letters.len();
         }
         // One worker is enough: each worker that takes an attempt wakes another if more
         // are ready.
         shared.work.notify_one();
         shared.progress.notify_all();
-        shared.dead_letter(letters.drain(..));
+        if !letters.is_empty() {
+            let n = letters.len();
+            shared.dead_letter(letters.drain(..));
+            shared.lock().letters_in_hand -= n;
+            shared.progress.notify_all();
+        }
     }
     shared.lock().router_done = true;
     shared.progress.notify_all();
@@ -915,11 +944,7 @@ fn work(shared: &Shared) {
             .scheduler
             .complete(&attempt, outcome, latency, Instant::now());
         let idle = state.scheduler.is_idle();
-        if !letters.is_empty() {
-            drop(state);
-            shared.dead_letter(letters);
-            state = shared.lock();
-        }
+        state = shared.dead_letter_unlocked(state, letters);
         if idle {
             shared.progress.notify_all();
         }
