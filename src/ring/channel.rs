@@ -7,7 +7,6 @@ use std::time::{Duration, Instant};
 use super::config::{ItemSize, OverflowPolicy, RingConfig};
 use super::error::{Closed, PopTimeoutError, PushBatch, PushError, TryPopError};
 use super::fast::{FastConsumer, FastProducer, FastRing};
-use super::layout::Layout;
 use super::stamped::{Rejected, StampedRing};
 use super::stats::{bump, Counters, RingStats};
 use super::wait::Notifier;
@@ -27,10 +26,10 @@ pub(crate) enum Core<T> {
 }
 
 impl<T> Core<T> {
-    fn layout(&self) -> Layout {
+    fn capacity(&self) -> usize {
         match self {
-            Core::Fast(r) => r.layout(),
-            Core::Stamped(r) => r.layout(),
+            Core::Fast(r) => r.capacity(),
+            Core::Stamped(r) => r.layout().capacity(),
         }
     }
 
@@ -186,7 +185,7 @@ impl<T> Shared<T> {
         let overflow_in = c.overflow_in.load(Ordering::Relaxed);
         let overflow_out = c.overflow_out.load(Ordering::Relaxed);
         let ring_len = self.core.len() as u64;
-        let capacity = self.core.layout().capacity() as u64;
+        let capacity = self.core.capacity() as u64;
         let buffered_items = overflow_in.saturating_sub(overflow_out);
         RingStats {
             pushed: tail_total + overflow_in,
@@ -593,7 +592,7 @@ impl<T> Consumer<T> {
 
     /// The ring's capacity (an overflow buffer not included).
     pub fn capacity(&self) -> usize {
-        self.shared.core.layout().capacity()
+        self.shared.core.capacity()
     }
 
     /// Whether every producer is gone (items may still be waiting).

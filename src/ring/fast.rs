@@ -15,15 +15,16 @@ use std::mem::MaybeUninit;
 use crossbeam_utils::CachePadded;
 
 use super::layout::Layout;
-use crate::sync::{AtomicUsize, Ordering, UnsafeCell};
+use crate::sync::{AtomicU64, Ordering, UnsafeCell};
 
 pub(crate) struct FastRing<T> {
-    /// The next position to pop; written only by the consumer.
-    head: CachePadded<AtomicUsize>,
-    /// The next position to push; written only by the producer.
-    tail: CachePadded<AtomicUsize>,
+    /// Pops so far; written only by the consumer.
+    head: CachePadded<AtomicU64>,
+    /// Pushes so far; written only by the producer.
+    tail: CachePadded<AtomicU64>,
     slots: Box<[UnsafeCell<MaybeUninit<T>>]>,
-    layout: Layout,
+    /// `slots.len()`, kept beside the slot pointer so a push or pop reads one line.
+    capacity: usize,
 }
 
 // SAFETY: the ring hands each `T` from the producer thread to the consumer thread (so `T`
@@ -33,67 +34,95 @@ unsafe impl<T: Send> Sync for FastRing<T> {}
 // SAFETY: as above; the ring owns `T`s and can be dropped on either thread.
 unsafe impl<T: Send> Send for FastRing<T> {}
 
-/// The producer's private view: its own tail and a cached copy of the head.
+// Positions are running counts rather than the stamped core's `lap | index` encoding:
+// "full" is `tail - head == capacity` and the next position is `+ 1`, and each side keeps
+// the slot index of its own position beside it, wrapped by one compare. That is less work
+// per push and pop than deriving the index from the position (measured in the commit that
+// introduced it), with no division and no rounding of the capacity to a power of two.
+// The counts are u64 (the crate needs 64-bit atomics for its counters anyway), so they do
+// not wrap in practice, even on 32-bit targets: `drop` can find the head's slot as
+// `head % capacity`, and the counts are the `pushed` / `popped` totals as they stand.
+
+/// The producer's private view: its own tail, the slot it maps to, and a cached copy of
+/// the head.
 #[derive(Debug, Default)]
 pub(crate) struct FastProducer {
-    tail: usize,
-    cached_head: usize,
+    tail: u64,
+    /// `tail % capacity`.
+    tail_index: usize,
+    cached_head: u64,
 }
 
-/// The consumer's private view: its own head and a cached copy of the tail.
+/// The consumer's private view: its own head, the slot it maps to, and a cached copy of
+/// the tail.
 #[derive(Debug, Default)]
 pub(crate) struct FastConsumer {
-    head: usize,
-    cached_tail: usize,
+    head: u64,
+    /// `head % capacity`.
+    head_index: usize,
+    cached_tail: u64,
+}
+
+/// The slot index after `index` in a ring of `capacity` slots.
+#[inline(always)]
+fn next_index(index: usize, capacity: usize) -> usize {
+    if index + 1 == capacity {
+        0
+    } else {
+        index + 1
+    }
 }
 
 impl<T> FastRing<T> {
     pub(crate) fn new(capacity: usize) -> Self {
-        let layout = Layout::new(capacity);
+        // The same limits as every other ring (and the same panic for a capacity of 0).
+        let capacity = Layout::new(capacity).capacity();
         FastRing {
-            head: CachePadded::new(AtomicUsize::new(0)),
-            tail: CachePadded::new(AtomicUsize::new(0)),
+            head: CachePadded::new(AtomicU64::new(0)),
+            tail: CachePadded::new(AtomicU64::new(0)),
             slots: (0..capacity)
                 .map(|_| UnsafeCell::new(MaybeUninit::uninit()))
                 .collect(),
-            layout,
+            capacity,
         }
     }
 
-    pub(crate) fn layout(&self) -> Layout {
-        self.layout
+    pub(crate) fn capacity(&self) -> usize {
+        self.capacity
     }
 
     /// Free slots as the producer sees them, reloading the head only if none look free.
     #[inline(always)]
     fn free_slots(&self, p: &mut FastProducer) -> usize {
-        let free = self.layout.capacity() - self.layout.distance(p.cached_head, p.tail);
+        let free = self.capacity - (p.tail - p.cached_head) as usize;
         if free > 0 {
             return free;
         }
         p.cached_head = self.head.load(Ordering::Acquire);
-        self.layout.capacity() - self.layout.distance(p.cached_head, p.tail)
+        self.capacity - (p.tail - p.cached_head) as usize
     }
 
     /// Pushes one item, or hands it back if the ring is full.
     #[inline(always)]
     pub(crate) fn try_push(&self, p: &mut FastProducer, item: T) -> Result<(), T> {
         // Everything the push needs is read before the slot is written: the compiler cannot
-        // tell that the slot (reached through a raw pointer) is not `self.layout` or `p`,
-        // so reads after the write would be redone, and wait on the store's address
-        // (measured: that re-read was the hottest instruction of a push).
-        let layout = self.layout;
+        // tell that the slot (reached through a raw pointer) is not `self` or `p`, so reads
+        // after the write would be redone, and wait on the store's address (measured: that
+        // re-read was the hottest instruction of a push).
+        let capacity = self.capacity;
         let tail = p.tail;
-        if tail == p.cached_head.wrapping_add(layout.one_lap()) {
+        let index = p.tail_index;
+        if tail - p.cached_head == capacity as u64 {
             p.cached_head = self.head.load(Ordering::Acquire);
-            if tail == p.cached_head.wrapping_add(layout.one_lap()) {
+            if tail - p.cached_head == capacity as u64 {
                 return Err(item);
             }
         }
-        let next = layout.next(tail);
-        let slot = self.slot(tail);
+        let next = tail + 1;
+        let slot = self.slot(index);
         self.write_slot(slot, item);
         p.tail = next;
+        p.tail_index = next_index(index, capacity);
         self.tail.store(next, Ordering::Release);
         Ok(())
     }
@@ -106,38 +135,31 @@ impl<T> FastRing<T> {
         items: &mut impl Iterator<Item = T>,
     ) -> usize {
         let free = self.free_slots(p);
-        let layout = self.layout;
-        let start = p.tail;
-        let mut tail = start;
+        let capacity = self.capacity;
+        let mut index = p.tail_index;
         let mut pushed = 0;
         while pushed < free {
             let Some(item) = items.next() else { break };
-            let next = layout.next(tail);
-            self.write(tail, item);
-            tail = next;
+            self.write_slot(self.slot(index), item);
+            index = next_index(index, capacity);
             pushed += 1;
         }
-        p.tail = tail;
-        if tail != start {
-            self.tail.store(tail, Ordering::Release);
+        if pushed > 0 {
+            p.tail += pushed as u64;
+            p.tail_index = index;
+            self.tail.store(p.tail, Ordering::Release);
         }
         pushed
     }
 
     #[inline(always)]
-    fn slot(&self, position: usize) -> &UnsafeCell<MaybeUninit<T>> {
-        let index = self.layout.index(position);
+    fn slot(&self, index: usize) -> &UnsafeCell<MaybeUninit<T>> {
         debug_assert!(index < self.slots.len());
-        // SAFETY: positions come only from `Layout::next`, which keeps the index part
-        // below `capacity`, the length of `slots`. Skipping the bounds check matters: the
-        // index is masked with `one_lap - 1`, which can exceed the capacity, so the
-        // compiler cannot drop the check itself, and it sits on every push and pop.
+        // SAFETY: indices come only from `next_index` (or `% capacity` in `drop`), which
+        // keeps them below `capacity`, the length of `slots`. Skipping the bounds check
+        // matters: the index is loaded from the handle, so the compiler cannot drop the
+        // check itself, and it sits on every push and pop.
         unsafe { self.slots.get_unchecked(index) }
-    }
-
-    #[inline(always)]
-    fn write(&self, position: usize, item: T) {
-        self.write_slot(self.slot(position), item);
     }
 
     /// Writes the slot of a position between the head the producer last saw and head +
@@ -150,11 +172,6 @@ impl<T> FastRing<T> {
         // read it until the tail store that follows this write publishes it. Only the
         // single producer writes.
         slot.with_mut(|p| unsafe { (*p).write(item) });
-    }
-
-    #[inline(always)]
-    fn read(&self, position: usize) -> T {
-        self.read_slot(self.slot(position))
     }
 
     /// Moves the item out of the slot of a position below the tail the consumer loaded.
@@ -171,17 +188,19 @@ impl<T> FastRing<T> {
     #[inline(always)]
     pub(crate) fn try_pop(&self, c: &mut FastConsumer) -> Option<T> {
         // As in `try_push`: read what the pop needs before touching the slot.
-        let layout = self.layout;
+        let capacity = self.capacity;
         let head = c.head;
+        let index = c.head_index;
         if head == c.cached_tail {
             c.cached_tail = self.tail.load(Ordering::Acquire);
             if head == c.cached_tail {
                 return None;
             }
         }
-        let next = layout.next(head);
-        let item = self.read_slot(self.slot(head));
+        let next = head + 1;
+        let item = self.read_slot(self.slot(index));
         c.head = next;
+        c.head_index = next_index(index, capacity);
         self.head.store(next, Ordering::Release);
         Some(item)
     }
@@ -193,23 +212,24 @@ impl<T> FastRing<T> {
         max: usize,
         f: &mut impl FnMut(T),
     ) -> usize {
-        let mut available = self.layout.distance(c.head, c.cached_tail);
+        // At most `capacity` apart: the tail never runs more than a ring ahead.
+        let mut available = (c.cached_tail - c.head) as usize;
         if available == 0 {
             c.cached_tail = self.tail.load(Ordering::Acquire);
-            available = self.layout.distance(c.head, c.cached_tail);
+            available = (c.cached_tail - c.head) as usize;
         }
         let n = available.min(max);
-        let layout = self.layout;
-        let mut head = c.head;
+        let capacity = self.capacity;
+        let mut index = c.head_index;
         for _ in 0..n {
-            let next = layout.next(head);
-            let item = self.read(head);
-            head = next;
+            let item = self.read_slot(self.slot(index));
+            index = next_index(index, capacity);
             f(item);
         }
-        c.head = head;
         if n > 0 {
-            self.head.store(head, Ordering::Release);
+            c.head += n as u64;
+            c.head_index = index;
+            self.head.store(c.head, Ordering::Release);
         }
         n
     }
@@ -225,20 +245,23 @@ impl<T> FastRing<T> {
     pub(crate) fn has_room(&self) -> bool {
         let head = self.head.load(Ordering::Acquire);
         let tail = self.tail.load(Ordering::Relaxed);
-        tail != head.wrapping_add(self.layout.one_lap())
+        tail - head != self.capacity as u64
     }
 
     /// Total pushes and pops so far.
     pub(crate) fn totals(&self) -> (u64, u64) {
         let head = self.head.load(Ordering::Acquire);
         let tail = self.tail.load(Ordering::Acquire);
-        (self.layout.count(tail), self.layout.count(head))
+        (tail, head)
     }
 
     pub(crate) fn len(&self) -> usize {
         let head = self.head.load(Ordering::Acquire);
         let tail = self.tail.load(Ordering::Acquire);
-        self.layout.distance(head, tail)
+        // The two loads are not one atomic snapshot: clamp so a racing reader never
+        // reports more than the ring can hold.
+        // (The head is loaded first and the tail never falls behind it.)
+        (tail - head).min(self.capacity as u64) as usize
     }
 }
 
@@ -248,9 +271,11 @@ impl<T> Drop for FastRing<T> {
         // orders every earlier push and pop before this point).
         let mut head = self.head.load(Ordering::Acquire);
         let tail = self.tail.load(Ordering::Acquire);
+        let mut index = (head % self.capacity as u64) as usize;
         while head != tail {
-            drop(self.read(head));
-            head = self.layout.next(head);
+            drop(self.read_slot(self.slot(index)));
+            index = next_index(index, self.capacity);
+            head += 1;
         }
     }
 }

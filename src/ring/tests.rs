@@ -401,3 +401,37 @@ fn unpopped_items_are_dropped_with_the_ring() {
 fn zero_capacity_is_refused() {
     let _ = spsc::<u8>(0, RingConfig::default());
 }
+
+/// What is left in a ring whose head has wrapped past the end of the slots is dropped
+/// from the right slots: the SPSC core finds the head's slot from its running count.
+#[test]
+fn unpopped_items_after_a_wrap_are_dropped_once_each() {
+    use std::sync::{Arc, Mutex};
+    struct Tagged(u32, Arc<Mutex<Vec<u32>>>);
+    impl Drop for Tagged {
+        fn drop(&mut self) {
+            self.1.lock().unwrap().push(self.0);
+        }
+    }
+    impl ItemSize for Tagged {}
+    for wait in [WaitStrategy::BusySpin, WaitStrategy::default()] {
+        let dropped = Arc::new(Mutex::new(Vec::new()));
+        let config = RingConfig::with_policy(OverflowPolicy::DropNewest).wait(wait);
+        let (mut tx, mut rx) = spsc::<Tagged>(3, config);
+        for i in 0..5 {
+            assert!(tx.push(Tagged(i, dropped.clone())).is_ok());
+            if i < 4 {
+                assert_eq!(rx.try_pop().ok().map(|t| t.0), Some(i));
+            }
+        }
+        // Head at 4 (slot 1), tail at 5: one item left; then two more wrap the tail.
+        for i in 5..7 {
+            assert!(tx.push(Tagged(i, dropped.clone())).is_ok());
+        }
+        dropped.lock().unwrap().clear();
+        drop((tx, rx));
+        let mut left = dropped.lock().unwrap().clone();
+        left.sort();
+        assert_eq!(left, [4, 5, 6], "{wait:?}");
+    }
+}
