@@ -585,15 +585,16 @@ impl Session {
     fn deliver(&mut self, bytes: &Bytes, at: usize, len: usize, ctx: &mut Ctx<'_>) {
         let encoded = &bytes[at..at + len];
         let mut size = 0u64;
-        // Sized exactly: a collect would start at four slots for a one-frame message.
-        let mut frames = Vec::with_capacity(MessageFrames::new(encoded).count());
-        frames.extend(MessageFrames::new(encoded).map(|(start, frame_len)| {
+        // Frames go straight into the message, which holds two without an allocation:
+        // a delivered message costs no allocation of its own, only refcounted slices.
+        let mut message = Message::default();
+        for (start, frame_len) in MessageFrames::new(encoded) {
             size += frame_len as u64;
-            bytes.slice(at + start..at + start + frame_len)
-        }));
+            message.push_frame(bytes.slice(at + start..at + start + frame_len));
+        }
         self.stats.delivered_messages += 1;
         self.stats.delivered_bytes += size;
-        ctx.messages.push_back((self.id, Message::new(frames)));
+        ctx.messages.push_back((self.id, message));
     }
 
     fn on_data(&mut self, data: Data, payload: Bytes, ctx: &mut Ctx<'_>) {
