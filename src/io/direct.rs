@@ -22,6 +22,7 @@ use std::time::Instant;
 use bytes::{Bytes, BytesMut};
 
 use super::stream::Stream;
+use super::BURST_GAP;
 use crate::proto::zmtp::{Event, Message, Session};
 use crate::socket::PeerShared;
 
@@ -58,9 +59,6 @@ pub(crate) const USER_READ_IDLE: std::time::Duration = std::time::Duration::from
 pub(crate) const DIRECT_HIGH_WATER: usize = 256 * 1024;
 /// A batch being built by direct sends is written by the sending thread at this size.
 pub(crate) const DIRECT_FLUSH_BYTES: usize = 64 * 1024;
-/// A send this soon after the previous one is taken as part of a burst and batched; a
-/// request/reply exchange (a round trip is several microseconds even on loopback) is not.
-pub(crate) const BURST_GAP: std::time::Duration = std::time::Duration::from_micros(2);
 
 /// What [`ConnIo::send_direct`] did with a message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

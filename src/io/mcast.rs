@@ -18,6 +18,7 @@ use std::time::Instant;
 use bytes::{Bytes, BytesMut};
 
 use super::udp::{McastSocket, RecvBatch, BATCH};
+use super::BURST_GAP;
 use crate::proto::mcast::{
     LossConfig, LossGenerator, LossStats, Receiver, ReceiverStats, SendError, Sender, SenderStats,
 };
@@ -33,13 +34,6 @@ pub(crate) fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 /// Datagrams gathered before one `sendmmsg`.
 const SEND_BATCH: usize = BATCH;
-
-/// A send that comes at least this long after the previous one returned goes out at
-/// once; one that follows sooner is part of a burst and may wait (up to the linger) for
-/// more messages to share its datagram. A loop that sends back to back calls again
-/// within a few hundred nanoseconds; a request/response exchange, even on loopback,
-/// takes several microseconds to come back, so its sends never wait.
-pub(crate) const BURST_GAP: std::time::Duration = std::time::Duration::from_micros(2);
 
 /// Counters a user thread reads without taking the member's lock.
 #[derive(Debug, Default)]

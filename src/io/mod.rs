@@ -30,6 +30,13 @@ use crate::ring::Producer;
 use crate::socket::{Endpoint, Error, PeerShared, SocketOptions, SocketShared};
 
 pub(crate) use direct::{ConnIo, DirectConn, DirectSend};
+
+/// A send that comes at least this long after the previous one returned goes out at
+/// once (TCP: written; multicast: its datagram flushed); one that follows sooner is part
+/// of a burst and is batched with the next ones. A loop that sends back to back calls
+/// again within a few hundred nanoseconds; a request/response exchange, even on loopback,
+/// takes several microseconds to come back, so its sends never wait.
+pub(crate) const BURST_GAP: std::time::Duration = std::time::Duration::from_micros(2);
 pub(crate) use mcast::{lock, open_socket, McastRx, McastTx};
 pub(crate) use stream::ConnectTarget;
 
