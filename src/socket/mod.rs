@@ -51,12 +51,17 @@ pub use subscriber::Subscriber;
 impl Message {
     /// A message from frames given as anything that converts to [`Bytes`]
     /// (`&'static str`, `String`, `Vec<u8>`, `Bytes`, ...). The first frame is the topic.
+    /// Up to two frames take no allocation beyond their own bytes.
     pub fn from_parts<I, F>(frames: I) -> Message
     where
         I: IntoIterator<Item = F>,
         F: Into<Bytes>,
     {
-        Message::new(frames.into_iter().map(Into::into).collect())
+        let mut message = Message::default();
+        for frame in frames {
+            message.push_frame(frame.into());
+        }
+        message
     }
 }
 

@@ -222,7 +222,7 @@ pub fn publish(args: &PubArgs) -> Result<(), String> {
                 let mut payload = seq.to_string().into_bytes();
                 payload.resize(args.size.max(payload.len()), b'.');
                 publisher
-                    .send(Message::new(vec![topic.clone(), Bytes::from(payload)]))
+                    .send(Message::with_topic(topic.clone(), Bytes::from(payload)))
                     .map_err(|e| e.to_string())?;
                 sent += 1;
             }
@@ -232,7 +232,7 @@ pub fn publish(args: &PubArgs) -> Result<(), String> {
                 let line = line.map_err(|e| format!("reading stdin: {e}"))?;
                 pace(sent);
                 publisher
-                    .send(Message::new(vec![topic.clone(), Bytes::from(line)]))
+                    .send(Message::with_topic(topic.clone(), Bytes::from(line)))
                     .map_err(|e| e.to_string())?;
                 sent += 1;
             }
