@@ -317,7 +317,7 @@ fn lat(args: &Args) -> Res<()> {
             for i in 0..total {
                 let t = Instant::now();
                 ping_pub
-                    .send(Message::new(vec![payload.clone()]))
+                    .send(Message::from_parts([payload.clone()]))
                     .map_err(|e| e.to_string())?;
                 volley_recv(&mut ping_sub, deadline)?;
                 if i >= args.warmup {
@@ -353,6 +353,42 @@ struct Received {
     last: Option<Instant>,
 }
 
+/// A throughput receiver's count and clock. The clock is read when the socket runs dry,
+/// not per message: reading it costs as much as a message here.
+#[derive(Default)]
+struct Arrivals {
+    received: u64,
+    last: Option<Instant>,
+    /// Messages arrived since the clock was last read.
+    fresh: bool,
+}
+
+impl Arrivals {
+    /// A message arrived; true once `n` have.
+    fn arrived(&mut self, n: u64) -> bool {
+        self.fresh = true;
+        self.received += 1;
+        if self.received == n {
+            self.last = Some(Instant::now());
+            return true;
+        }
+        false
+    }
+
+    /// Nothing is waiting: how long since the last arrival (None before the first).
+    fn quiet(&mut self) -> Option<Duration> {
+        if std::mem::take(&mut self.fresh) {
+            self.last = Some(Instant::now());
+        }
+        self.last.map(|t| t.elapsed())
+    }
+
+    /// When the last message arrived (None: none did).
+    fn last(&self) -> Option<Instant> {
+        self.last
+    }
+}
+
 fn thr(args: &Args) -> Res<()> {
     let (a, _, port) = groups();
     let n = args.count as u64;
@@ -364,31 +400,16 @@ fn thr(args: &Args) -> Res<()> {
         thread::scope(|scope| {
             let counter = scope.spawn(|| {
                 let mut buf = vec![0u8; 65_536];
-                let mut received = 0u64;
-                let mut first = None;
-                let mut last = Instant::now();
-                // The clock is read when the socket runs dry, not per message: reading it
-                // costs as much as a message here.
-                let mut fresh = false;
+                let mut arrivals = Arrivals::default();
                 loop {
                     match rx.recv(&mut buf) {
                         Ok(_) => {
-                            if first.is_none() {
-                                first = Some(Instant::now());
-                            }
-                            fresh = true;
-                            received += 1;
-                            if received == n {
-                                last = Instant::now();
+                            if arrivals.arrived(n) {
                                 break;
                             }
                         }
                         Err(_) => {
-                            if fresh {
-                                last = Instant::now();
-                                fresh = false;
-                            }
-                            if first.is_some() && last.elapsed() > idle {
+                            if arrivals.quiet().is_some_and(|quiet| quiet > idle) {
                                 break;
                             }
                             std::hint::spin_loop();
@@ -396,9 +417,9 @@ fn thr(args: &Args) -> Res<()> {
                     }
                 }
                 Received {
-                    received,
-                    lost: n - received,
-                    last: first.map(|_| last),
+                    received: arrivals.received,
+                    lost: n - arrivals.received,
+                    last: arrivals.last(),
                 }
             });
             thread::sleep(Duration::from_millis(50));
@@ -420,40 +441,28 @@ fn thr(args: &Args) -> Res<()> {
         let mut publisher = publisher(&pub_ctx, args, a, port)?;
         thread::scope(|scope| {
             let counter = scope.spawn(move || {
-                let mut received = 0u64;
-                let mut first = None;
-                let mut last = Instant::now();
+                let mut arrivals = Arrivals::default();
                 let accounted = |sub: &Subscriber| -> (u64, u64) {
                     let stats = sub.multicast_stats();
                     let t = stats[0].protocol.total();
                     (t.delivered_messages, t.lost_messages)
                 };
-                let mut fresh = false;
                 loop {
                     match sub.try_recv() {
                         Ok(Some(_)) => {
-                            if first.is_none() {
-                                first = Some(Instant::now());
-                            }
-                            fresh = true;
-                            received += 1;
-                            if received == n {
-                                last = Instant::now();
+                            if arrivals.arrived(n) {
                                 break;
                             }
                         }
                         Ok(None) => {
-                            if fresh {
-                                last = Instant::now();
-                                fresh = false;
-                            }
-                            if first.is_some() && last.elapsed() > Duration::from_millis(2) {
-                                let (d, l) = accounted(&sub);
-                                if d + l >= n && received >= d {
-                                    break;
-                                }
-                                if last.elapsed() > idle {
-                                    break;
+                            if let Some(quiet) = arrivals.quiet() {
+                                // Quiet for a moment: done once every message is either
+                                // here or counted as lost, or after a long silence.
+                                if quiet > Duration::from_millis(2) {
+                                    let (d, l) = accounted(&sub);
+                                    if (d + l >= n && arrivals.received >= d) || quiet > idle {
+                                        break;
+                                    }
                                 }
                             }
                             std::hint::spin_loop();
@@ -463,9 +472,9 @@ fn thr(args: &Args) -> Res<()> {
                 }
                 let (_, lost) = accounted(&sub);
                 Received {
-                    received,
+                    received: arrivals.received,
                     lost,
-                    last: first.map(|_| last),
+                    last: arrivals.last(),
                 }
             });
             thread::sleep(Duration::from_millis(50));
@@ -475,7 +484,7 @@ fn thr(args: &Args) -> Res<()> {
             for i in 0..n {
                 payload[..8].copy_from_slice(&i.to_le_bytes());
                 publisher
-                    .send(Message::new(vec![Bytes::copy_from_slice(&payload)]))
+                    .send(Message::from_parts([Bytes::copy_from_slice(&payload)]))
                     .map_err(|e| e.to_string())?;
             }
             publisher.flush(Duration::from_secs(5));
