@@ -2,6 +2,7 @@
 //! policy is applied ([`Shared::push_with`]).
 
 use std::collections::VecDeque;
+use std::ptr::NonNull;
 use std::time::{Duration, Instant};
 
 use super::config::{ItemSize, OverflowPolicy, RingConfig};
@@ -124,6 +125,14 @@ impl<T> Shared<T> {
             buffer_policy,
             plain_push: fast_core && !consumer_may_park,
             plain_pop: fast_core && !wake_producers,
+        }
+    }
+
+    /// The fast core, if `plain` says its end may skip the general path.
+    fn plain_core(&self, plain: bool) -> Option<NonNull<FastRing<T>>> {
+        match (&self.core, plain) {
+            (Core::Fast(ring), true) => Some(NonNull::from(ring)),
+            _ => None,
         }
     }
 
@@ -340,14 +349,7 @@ fn push_each<T>(
 /// If `capacity` is 0.
 pub fn spsc<T: ItemSize>(capacity: usize, config: RingConfig) -> (Producer<T>, Consumer<T>) {
     let shared = Arc::new(Shared::new(capacity, config, false));
-    (
-        Producer {
-            plain: shared.plain_push,
-            shared: shared.clone(),
-            fast: FastProducer::default(),
-        },
-        Consumer::new(shared),
-    )
+    (Producer::new(shared.clone()), Consumer::new(shared))
 }
 
 /// An SPSC ring whose consumer never waits on the ring itself (an I/O thread that drains
@@ -360,14 +362,7 @@ pub(crate) fn spsc_polled<T: ItemSize>(
     let shared = Arc::new(Shared::with_consumer_parking(
         capacity, config, false, false,
     ));
-    (
-        Producer {
-            plain: shared.plain_push,
-            shared: shared.clone(),
-            fast: FastProducer::default(),
-        },
-        Consumer::new(shared),
-    )
+    (Producer::new(shared.clone()), Consumer::new(shared))
 }
 
 /// Creates a multi-producer single-consumer ring holding up to `capacity` items. Clone the
@@ -391,16 +386,38 @@ pub fn mpsc<T: ItemSize>(capacity: usize, config: RingConfig) -> (MpscProducer<T
 pub struct Producer<T> {
     shared: Arc<Shared<T>>,
     fast: FastProducer,
-    /// `shared.plain_push`, kept here so the plain path reads it without a dereference.
-    plain: bool,
+    /// The ring's fast core when `shared.plain_push` holds, reached without going through
+    /// `shared` and its core's variant: one load and one branch instead of three loads
+    /// and two branches on every push (the plain path's whole cost, beyond the core's).
+    plain: Option<NonNull<FastRing<T>>>,
+}
+
+// SAFETY: `plain` points into `shared`, which the handle keeps alive; the ring behind it
+// is `Sync` for `T: Send`, so the handle may move to, and be shared with, another thread
+// exactly as the `Arc` alone could.
+unsafe impl<T: Send> Send for Producer<T> {}
+// SAFETY: as above; every use of `plain` takes `&mut self`.
+unsafe impl<T: Send> Sync for Producer<T> {}
+
+impl<T> Producer<T> {
+    fn new(shared: Arc<Shared<T>>) -> Self {
+        Producer {
+            plain: shared.plain_core(shared.plain_push),
+            shared,
+            fast: FastProducer::default(),
+        }
+    }
 }
 
 impl<T: ItemSize> Producer<T> {
     /// Pushes `item`, applying the ring's [`OverflowPolicy`] if it is full.
     #[inline]
     pub fn push(&mut self, item: T) -> Result<(), PushError<T>> {
-        let shared = &*self.shared;
-        if let (true, Core::Fast(ring)) = (self.plain, &shared.core) {
+        if let Some(ring) = self.plain {
+            // SAFETY: `plain` points at the fast core inside `self.shared`, alive as long
+            // as `self`.
+            let ring = unsafe { ring.as_ref() };
+            let shared = &*self.shared;
             // Acquire pairs with the consumer's close and the overflow lock's hand-over, as
             // the loads of the flags it mirrors did.
             if shared.detour.load(Ordering::Acquire) == 0 {
@@ -558,17 +575,24 @@ impl<T> Drop for MpscProducer<T> {
 pub struct Consumer<T> {
     shared: Arc<Shared<T>>,
     fast: FastConsumer,
-    /// `shared.plain_pop`, kept here so the plain path reads it without a dereference.
-    plain: bool,
+    /// The ring's fast core when `shared.plain_pop` holds (as [`Producer`]'s `plain`).
+    plain: Option<NonNull<FastRing<T>>>,
     /// Overflow items taken from under the lock in one go; older than anything the ring
     /// holds, so they are served first.
     overflow_batch: VecDeque<T>,
 }
 
+// SAFETY: as for `Producer`: `plain` points into `shared`, which the handle keeps alive,
+// and every use of it takes `&mut self`.
+unsafe impl<T: Send> Send for Consumer<T> {}
+// SAFETY: as above; `T: Sync` as well because the handle holds items of its own (the
+// overflow batch), as the auto impl would require.
+unsafe impl<T: Send + Sync> Sync for Consumer<T> {}
+
 impl<T> Consumer<T> {
     fn new(shared: Arc<Shared<T>>) -> Self {
         Consumer {
-            plain: shared.plain_pop,
+            plain: shared.plain_core(shared.plain_pop),
             shared,
             fast: FastConsumer::default(),
             overflow_batch: VecDeque::new(),
@@ -627,7 +651,10 @@ impl<T: ItemSize> Consumer<T> {
     /// Pops the oldest item without waiting.
     #[inline]
     pub fn try_pop(&mut self) -> Result<T, TryPopError> {
-        if let (true, Core::Fast(ring)) = (self.plain, &self.shared.core) {
+        if let Some(ring) = self.plain {
+            // SAFETY: `plain` points at the fast core inside `self.shared`, alive as long
+            // as `self`.
+            let ring = unsafe { ring.as_ref() };
             // Overflow items the consumer already took are older than the ring's.
             if self.overflow_batch.is_empty() {
                 if let Some(item) = ring.try_pop(&mut self.fast) {
