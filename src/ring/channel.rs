@@ -6,6 +6,7 @@ use std::ptr::NonNull;
 use std::time::{Duration, Instant};
 
 use super::config::{ItemSize, OverflowPolicy, RingConfig};
+use super::emplace::{Emplace, Owned};
 use super::error::{Closed, PopTimeoutError, PushBatch, PushError, TryPopError};
 use super::fast::{FastConsumer, FastProducer, FastRing};
 use super::stamped::{Rejected, StampedRing};
@@ -216,13 +217,14 @@ impl<T> Shared<T> {
 
 impl<T: ItemSize> Shared<T> {
     /// The hand-off: every push of every ring goes through here. `try_push` is the core's
-    /// non-blocking push; the policy runs only when it reports the ring full.
+    /// non-blocking push of `item` (a finished item, or one built in its slot); the
+    /// policy runs only when it reports the ring full.
     #[inline(always)]
-    fn push_with(
+    fn push_with<E: Emplace<T>>(
         &self,
-        item: T,
-        mut try_push: impl FnMut(T) -> Result<(), T>,
-    ) -> Result<(), PushError<T>> {
+        item: E,
+        mut try_push: impl FnMut(E) -> Result<(), E>,
+    ) -> Result<(), PushError<E>> {
         if self.consumer_gone() {
             bump(&self.counters.rejected_closed);
             return Err(PushError::Closed(item));
@@ -241,11 +243,11 @@ impl<T: ItemSize> Shared<T> {
 
     #[cold]
     #[inline(never)]
-    fn when_full(
+    fn when_full<E: Emplace<T>>(
         &self,
-        item: T,
-        try_push: &mut impl FnMut(T) -> Result<(), T>,
-    ) -> Result<(), PushError<T>> {
+        item: E,
+        try_push: &mut impl FnMut(E) -> Result<(), E>,
+    ) -> Result<(), PushError<E>> {
         let c = &*self.counters;
         match self.config.policy {
             OverflowPolicy::DropNewest | OverflowPolicy::DropOldest => {
@@ -259,12 +261,12 @@ impl<T: ItemSize> Shared<T> {
         }
     }
 
-    fn block(
+    fn block<E: Emplace<T>>(
         &self,
-        mut item: T,
+        mut item: E,
         timeout: Option<Duration>,
-        try_push: &mut impl FnMut(T) -> Result<(), T>,
-    ) -> Result<(), PushError<T>> {
+        try_push: &mut impl FnMut(E) -> Result<(), E>,
+    ) -> Result<(), PushError<E>> {
         let c = &*self.counters;
         bump(&c.blocked);
         let start = Instant::now();
@@ -294,7 +296,7 @@ impl<T: ItemSize> Shared<T> {
         result
     }
 
-    fn push_overflow(&self, item: T) -> Result<(), PushError<T>> {
+    fn push_overflow<E: Emplace<T>>(&self, item: E) -> Result<(), PushError<E>> {
         let OverflowPolicy::Buffer { max_bytes } = self.config.policy else {
             unreachable!("only the Buffer policy routes to the overflow queue")
         };
@@ -307,7 +309,7 @@ impl<T: ItemSize> Shared<T> {
             bump(&c.dropped_newest);
             return Err(PushError::BufferFull(item));
         }
-        queue.push_back(item);
+        queue.push_back(item.into_item());
         c.buffered_bytes.fetch_add(size, Ordering::Relaxed);
         bump(&c.overflow_in);
         self.overflow_queued.store(queue.len(), Ordering::Release);
@@ -319,6 +321,12 @@ impl<T: ItemSize> Shared<T> {
         self.after_push();
         Ok(())
     }
+}
+
+/// A refusal of an [`Owned`] push, for the item inside.
+#[inline(always)]
+fn unwrap_owned<T>(error: PushError<Owned<T>>) -> PushError<T> {
+    error.map(|Owned(item)| item)
 }
 
 /// Pushes the remaining `items` one by one after `pushed` already went in, stopping at
@@ -424,7 +432,11 @@ impl<T: ItemSize> Producer<T> {
                 let fast = &mut self.fast;
                 return match ring.try_push(fast, item) {
                     Ok(()) => Ok(()),
-                    Err(item) => shared.when_full(item, &mut |item| ring.try_push(fast, item)),
+                    Err(item) => shared
+                        .when_full(Owned(item), &mut |Owned(item)| {
+                            ring.try_push(fast, item).map_err(Owned)
+                        })
+                        .map_err(unwrap_owned),
                 };
             }
         }
@@ -436,13 +448,16 @@ impl<T: ItemSize> Producer<T> {
     fn push_general(&mut self, item: T) -> Result<(), PushError<T>> {
         let shared = &*self.shared;
         let fast = &mut self.fast;
-        match &shared.core {
-            Core::Fast(ring) => shared.push_with(item, |item| ring.try_push(fast, item)),
-            Core::Stamped(ring) => shared.push_with(item, |item| {
+        let pushed = match &shared.core {
+            Core::Fast(ring) => shared.push_with(Owned(item), |Owned(item)| {
+                ring.try_push(fast, item).map_err(Owned)
+            }),
+            Core::Stamped(ring) => shared.push_with(Owned(item), |item| {
                 ring.push(item, &mut |old| shared.evicted(old))
                     .map_err(|Rejected::Full(item)| item)
             }),
-        }
+        };
+        pushed.map_err(unwrap_owned)
     }
 
     /// Pushes items from `items` in order, publishing them to the consumer in as few
@@ -509,6 +524,13 @@ impl<T: ItemSize> MpscProducer<T> {
     /// Pushes `item`, applying the ring's [`OverflowPolicy`] if it is full.
     #[inline]
     pub fn push(&self, item: T) -> Result<(), PushError<T>> {
+        self.push_emplace(Owned(item)).map_err(unwrap_owned)
+    }
+
+    /// Pushes the item `item` builds in its slot (see [`Emplace`]), applying the ring's
+    /// [`OverflowPolicy`] if it is full.
+    #[inline]
+    pub(crate) fn push_emplace<E: Emplace<T>>(&self, item: E) -> Result<(), PushError<E>> {
         let shared = &*self.shared;
         let Core::Stamped(ring) = &shared.core else {
             unreachable!("mpsc rings are always stamped")

@@ -26,6 +26,16 @@ impl<T> PushError<T> {
         }
     }
 
+    /// The same refusal, for the item turned into something else.
+    pub(crate) fn map<U>(self, f: impl FnOnce(T) -> U) -> PushError<U> {
+        match self {
+            PushError::Full(t) => PushError::Full(f(t)),
+            PushError::Timeout(t) => PushError::Timeout(f(t)),
+            PushError::BufferFull(t) => PushError::BufferFull(f(t)),
+            PushError::Closed(t) => PushError::Closed(f(t)),
+        }
+    }
+
     fn describe(&self) -> &'static str {
         match self {
             PushError::Full(_) => "ring full: item dropped (DropNewest)",

@@ -40,6 +40,7 @@
 
 mod channel;
 mod config;
+mod emplace;
 mod error;
 mod fast;
 mod layout;
@@ -56,5 +57,6 @@ mod loom_tests;
 pub(crate) use channel::spsc_polled;
 pub use channel::{mpsc, spsc, Consumer, MpscProducer, Producer};
 pub use config::{ItemSize, OverflowPolicy, RingConfig, WaitStrategy};
+pub(crate) use emplace::{Emplace, Owned};
 pub use error::{Closed, PopTimeoutError, PushBatch, PushError, TryPopError};
 pub use stats::RingStats;

@@ -15,6 +15,7 @@ use std::mem::MaybeUninit;
 
 use crossbeam_utils::CachePadded;
 
+use super::emplace::Emplace;
 use super::layout::Layout;
 use crate::sync::{fence, spin_loop, AtomicUsize, Ordering, UnsafeCell};
 
@@ -40,9 +41,9 @@ unsafe impl<T: Send> Sync for StampedRing<T> {}
 unsafe impl<T: Send> Send for StampedRing<T> {}
 
 /// Why a push did not happen.
-pub(crate) enum Rejected<T> {
+pub(crate) enum Rejected<E> {
     /// The ring is full (and not evicting): the item comes back.
-    Full(T),
+    Full(E),
 }
 
 impl<T> StampedRing<T> {
@@ -67,10 +68,14 @@ impl<T> StampedRing<T> {
         self.layout
     }
 
-    /// Pushes `item`. When full: with eviction on, evicts the oldest item (handing it to
-    /// `evicted`) and retries; otherwise hands the item back.
+    /// Pushes `item`, built in its slot. When full: with eviction on, evicts the oldest
+    /// item (handing it to `evicted`) and retries; otherwise hands the item back.
     #[inline]
-    pub(crate) fn push(&self, item: T, evicted: &mut impl FnMut(T)) -> Result<(), Rejected<T>> {
+    pub(crate) fn push<E: Emplace<T>>(
+        &self,
+        item: E,
+        evicted: &mut impl FnMut(T),
+    ) -> Result<(), Rejected<E>> {
         let one_lap = self.layout.one_lap();
         let mut tail = self.tail.load(Ordering::Relaxed);
         loop {
@@ -93,8 +98,10 @@ impl<T> StampedRing<T> {
                 }
                 // SAFETY: the stamp said the slot is free for `tail`, and our claim of
                 // `tail` (CAS, or the single producer's store) makes us its only writer; no
-                // reader touches it until the stamp below says it is filled.
-                slot.value.with_mut(|p| unsafe { (*p).write(item) });
+                // reader touches it until the stamp below says it is filled. `emplace`
+                // initialises it and does not panic (its trait's contract), so the stamp
+                // publishes a whole item.
+                slot.value.with_mut(|p| item.emplace(unsafe { &mut *p }));
                 slot.stamp.store(tail.wrapping_add(1), Ordering::Release);
                 return Ok(());
             } else if stamp.wrapping_add(one_lap) == tail.wrapping_add(1) {

@@ -49,7 +49,9 @@ pub(crate) trait Out {
 ///
 /// The buffer is left uninitialised (only `len` bytes are ever written or read): zeroing
 /// 246 bytes per metric would cost more than formatting most lines.
+// `repr(C)` fixes `len` before `bytes`, which `copy_to` relies on.
 #[derive(Clone, Copy)]
+#[repr(C)]
 pub(crate) struct InlineLine {
     len: u8,
     bytes: [MaybeUninit<u8>; INLINE_CAPACITY],
@@ -66,6 +68,29 @@ impl InlineLine {
 
     pub(crate) fn overflowed(&self) -> bool {
         self.len == OVERFLOWED
+    }
+
+    /// Writes this line to `dst` touching only `len` bytes of its buffer: a copy of the
+    /// line that costs what the line is long, not what the buffer can hold.
+    ///
+    /// # Safety
+    /// `dst` must be valid for writes of an `InlineLine` (it need not be initialised).
+    #[inline(always)]
+    pub(crate) unsafe fn copy_to(&self, dst: *mut InlineLine) {
+        let used = self.as_bytes();
+        // SAFETY: `dst` is valid for writes of a whole `InlineLine` (the caller's
+        // contract), so its `len` field and its first `used.len()` (at most
+        // INLINE_CAPACITY) buffer bytes are too; `self` is a shared borrow, so the two
+        // cannot overlap. Bytes past `len` stay uninitialised, which `MaybeUninit<u8>`
+        // allows. An overflowed line keeps its marker and copies nothing.
+        unsafe {
+            std::ptr::addr_of_mut!((*dst).len).write(self.len);
+            std::ptr::copy_nonoverlapping(
+                used.as_ptr(),
+                std::ptr::addr_of_mut!((*dst).bytes).cast::<u8>(),
+                used.len(),
+            );
+        }
     }
 
     pub(crate) fn as_bytes(&self) -> &[u8] {

@@ -3,7 +3,7 @@
 
 use std::time::{Duration, UNIX_EPOCH};
 
-use super::format::{Encoder, InlineLine, INLINE_CAPACITY};
+use super::format::{Encoder, InlineLine, Out, INLINE_CAPACITY};
 use super::*;
 
 fn encoder(flavour: Flavour, prefix: &str, tags: &[(&str, &str)], sanitize: bool) -> Encoder {
@@ -490,6 +490,19 @@ fn a_queue_slot_is_256_bytes_and_the_client_is_shareable() {
     assert_eq!(std::mem::size_of::<super::client::Unit>(), 248);
     fn shareable<T: Send + Sync + Clone>() {}
     shareable::<Client>();
+}
+
+#[test]
+fn inline_unit_layout() {
+    // `LineInSlot` writes a `Unit::Inline` by hand: the tag first, the line at offset 1.
+    let mut line = InlineLine::new();
+    line.put(b"abc:1|c");
+    let unit = super::client::Unit::Inline(line);
+    let raw = &unit as *const super::client::Unit as *const u8;
+    // SAFETY: reads the tag, the line's length and its used bytes, all initialised.
+    let (tag, len, first) = unsafe { (*raw, *raw.add(1), *raw.add(2)) };
+    assert_eq!((tag, len, first), (0, 7, b'a'));
+    assert_eq!(unit.bytes(), b"abc:1|c");
 }
 
 mod never_malformed {
