@@ -243,6 +243,14 @@ fn median(mut v: Vec<f64>) -> f64 {
     v[v.len() / 2]
 }
 
+/// The median and the 10th and 90th percentiles: per-run costs on a shared 2-vCPU host
+/// spread widely (and often fall into two groups), and the median alone hides how much.
+fn spread(mut v: Vec<f64>) -> (f64, f64, f64) {
+    v.sort_by(f64::total_cmp);
+    let at = |q: usize| v[(v.len() - 1) * q / 100];
+    (at(50), at(10), at(90))
+}
+
 /// Medians measured again here, printed side by side as ratios.
 fn summary(_: &mut Criterion) {
     let (_daemon, addr) = sink_socket();
@@ -286,7 +294,7 @@ fn summary(_: &mut Criterion) {
                 ))
             })
             .collect();
-        rows.push((tagged, median(v), median(k)));
+        rows.push((tagged, spread(v), spread(k)));
     }
     let mut v = Vec::new();
     let mut k = Vec::new();
@@ -300,13 +308,20 @@ fn summary(_: &mut Criterion) {
         "{:<34} {:>12} {:>12} {:>16}",
         "measurement", "volley", "cadence", "cadence/volley"
     );
-    for (tagged, v, k) in rows {
+    for (tagged, (v, v10, v90), (k, k10, k90)) in rows {
         let name = if tagged {
             "caller ns/metric, 3 tags"
         } else {
             "caller ns/metric, no tags"
         };
         println!("{name:<34} {v:>12.1} {k:>12.1} {:>15.2}x", k / v);
+        let range = |lo: f64, hi: f64| format!("{lo:.1}-{hi:.1}");
+        println!(
+            "{:<34} {:>12} {:>12}",
+            "  (10th-90th percentile of runs)",
+            range(v10, v90),
+            range(k10, k90)
+        );
     }
     println!(
         "{:<34} {:>12.0} {:>12.0} {:>15.2}x (volley/cadence)",
