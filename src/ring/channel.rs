@@ -795,6 +795,30 @@ impl<T: ItemSize> Consumer<T> {
         n
     }
 
+    /// Pops up to `max` items without waiting, showing each to `f` by reference before
+    /// dropping it: on the stamped core the items are never moved out of their slots.
+    /// Returns how many were popped. `f` should be short (a copy, not a system call):
+    /// on that core a producer that laps the ring waits for the slot being shown.
+    pub(crate) fn pop_batch_ref(&mut self, max: usize, mut f: impl FnMut(&T)) -> usize {
+        let shared = &*self.shared;
+        let Core::Stamped(ring) = &shared.core else {
+            return self.pop_batch(max, |item| f(&item));
+        };
+        if !self.overflow_batch.is_empty() || shared.overflow_queued.load(Ordering::Acquire) != 0 {
+            // Overflow items are values already, and the order between them and the ring
+            // is `pop_batch`'s business.
+            return self.pop_batch(max, |item| f(&item));
+        }
+        let mut popped = 0;
+        while popped < max && ring.pop_ref(&mut f) {
+            popped += 1;
+        }
+        if popped > 0 {
+            shared.after_pop();
+        }
+        popped
+    }
+
     /// Pops up to `max` items onto the end of `out` without waiting.
     pub fn pop_into(&mut self, out: &mut Vec<T>, max: usize) -> usize {
         self.pop_batch(max, |item| out.push(item))

@@ -169,6 +169,57 @@ impl<T> StampedRing<T> {
         }
     }
 
+    /// Shows the oldest item to `f` in its slot, then drops it there and frees the slot:
+    /// a pop without moving the item out (for an item mostly made of spare capacity, the
+    /// move copies bytes nobody reads). Returns false if there was none to show. `f`
+    /// should be short: a producer that laps the ring waits for this slot meanwhile.
+    #[inline]
+    pub(crate) fn pop_ref(&self, f: &mut impl FnMut(&T)) -> bool {
+        if self.evicting {
+            // An evicting producer may claim the head at any time; only the pop's claim
+            // (a CAS) keeps the two apart, so take the item out as a value first.
+            return match self.pop() {
+                Some(item) => {
+                    f(&item);
+                    true
+                }
+                None => false,
+            };
+        }
+        let head = self.head.load(Ordering::Relaxed);
+        let slot = &self.slots[self.layout.index(head)];
+        if slot.stamp.load(Ordering::Acquire) != head.wrapping_add(1) {
+            // Without eviction the head is ours alone: anything else means empty, or a
+            // producer still writing this position.
+            return false;
+        }
+        self.head.store(self.layout.next(head), Ordering::Release);
+        /// Frees the slot even if `f` panics (the item then leaks rather than stall the
+        /// ring on a slot that never frees).
+        struct Free<'a> {
+            stamp: &'a AtomicUsize,
+            lap_later: usize,
+        }
+        impl Drop for Free<'_> {
+            fn drop(&mut self) {
+                self.stamp.store(self.lap_later, Ordering::Release);
+            }
+        }
+        let _free = Free {
+            stamp: &slot.stamp,
+            lap_later: head.wrapping_add(self.layout.one_lap()),
+        };
+        // SAFETY: the stamp says the slot holds the item for `head` (its write
+        // happened-before through the Acquire load), and without eviction the single
+        // consumer is its only reader; producers stay off until `_free` moves the stamp
+        // on, after the item is shown and dropped exactly once.
+        slot.value.with_mut(|p| unsafe {
+            f((*p).assume_init_ref());
+            (*p).assume_init_drop();
+        });
+        true
+    }
+
     /// Whether the oldest position holds a finished item.
     #[inline]
     pub(crate) fn has_items(&self) -> bool {

@@ -435,3 +435,100 @@ fn unpopped_items_after_a_wrap_are_dropped_once_each() {
         assert_eq!(left, [4, 5, 6], "{wait:?}");
     }
 }
+
+/// Pops by reference: every item is shown once, in order, then dropped in its slot, on
+/// each core and policy (stamped with and without eviction, fast, the overflow queue).
+#[test]
+fn pop_batch_ref_shows_each_item_once_in_order_and_drops_it() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+    struct Counted(u32, Arc<AtomicUsize>);
+    impl Drop for Counted {
+        fn drop(&mut self) {
+            self.1.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+    impl ItemSize for Counted {
+        fn item_size(&self) -> usize {
+            8
+        }
+    }
+    let policies = [
+        OverflowPolicy::DropNewest,
+        OverflowPolicy::DropOldest,
+        OverflowPolicy::Buffer { max_bytes: 1 << 10 },
+    ];
+    for policy in policies {
+        for multi in [false, true] {
+            let drops = Arc::new(AtomicUsize::new(0));
+            let (mut push, mut rx): (Box<dyn FnMut(Counted) -> bool>, Consumer<Counted>) = if multi
+            {
+                let (tx, rx) = mpsc::<Counted>(4, cfg(policy));
+                (Box::new(move |c| tx.push(c).is_ok()), rx)
+            } else {
+                let (mut tx, rx) = spsc::<Counted>(4, cfg(policy));
+                (Box::new(move |c| tx.push(c).is_ok()), rx)
+            };
+            // Six into four slots: DropNewest refuses two, DropOldest evicts two, Buffer
+            // holds two beside the ring; then a wrap-around with a partial batch.
+            let accepted = (0..6).filter(|&i| push(Counted(i, drops.clone()))).count();
+            let mut seen = Vec::new();
+            let mut total = 0;
+            loop {
+                let n = rx.pop_batch_ref(3, |c| seen.push(c.0));
+                total += n;
+                if n == 0 {
+                    break;
+                }
+            }
+            for i in 6..9 {
+                assert!(push(Counted(i, drops.clone())), "{policy:?}");
+            }
+            total += rx.pop_batch_ref(2, |c| seen.push(c.0));
+            total += rx.pop_batch_ref(8, |c| seen.push(c.0));
+            let expected: Vec<u32> = match policy {
+                OverflowPolicy::DropNewest => vec![0, 1, 2, 3, 6, 7, 8],
+                OverflowPolicy::DropOldest => vec![2, 3, 4, 5, 6, 7, 8],
+                _ => (0..9).collect(),
+            };
+            assert_eq!(seen, expected, "{policy:?} multi={multi}");
+            assert_eq!(total, seen.len());
+            // Popped, evicted and refused items are all dropped, each once.
+            assert_eq!(drops.load(Ordering::SeqCst), 9, "{policy:?} multi={multi}");
+            assert_eq!(
+                accepted,
+                if policy == OverflowPolicy::DropNewest {
+                    4
+                } else {
+                    6
+                }
+            );
+            let s = rx.stats();
+            assert_eq!(s.popped, seen.len() as u64, "{policy:?} multi={multi}");
+            assert_eq!(s.len, 0);
+        }
+    }
+}
+
+/// A panic while an item is shown frees its slot (the item leaks): the ring goes on.
+#[test]
+fn pop_batch_ref_survives_a_panicking_reader() {
+    let (tx, mut rx) = mpsc::<u64>(2, cfg(OverflowPolicy::DropNewest));
+    for round in 0..3u64 {
+        tx.push(round * 2).unwrap();
+        tx.push(round * 2 + 1).unwrap();
+        let shown = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            rx.pop_batch_ref(2, |v| {
+                if *v % 2 == 0 {
+                    panic!("reader failed");
+                }
+            })
+        }));
+        assert!(shown.is_err());
+        // The panicking item is gone; the next one is still there, and both slots are
+        // free again for the next round.
+        let mut rest = Vec::new();
+        rx.pop_batch_ref(4, |v| rest.push(*v));
+        assert_eq!(rest, vec![round * 2 + 1]);
+    }
+}
