@@ -573,3 +573,23 @@ mod never_malformed {
         }
     }
 }
+
+#[test]
+fn inline_line_puts_runs_of_every_short_length_at_every_offset() {
+    // `put` copies runs of up to 16 bytes by hand (overlapping word copies); check each
+    // length at several offsets against a plain Vec.
+    let source: Vec<u8> = (b'a'..=b'z').chain(b'A'..=b'Z').collect();
+    for offset in 0..9 {
+        for n in 0..=20 {
+            let mut line = InlineLine::new();
+            let mut expected = Vec::new();
+            line.put(&source[..offset]);
+            expected.extend_from_slice(&source[..offset]);
+            line.put(&source[offset + 3..offset + 3 + n]);
+            expected.extend_from_slice(&source[offset + 3..offset + 3 + n]);
+            line.put_byte(b'|');
+            expected.push(b'|');
+            assert_eq!(line.as_bytes(), &expected[..], "offset {offset} n {n}");
+        }
+    }
+}
