@@ -32,6 +32,8 @@ const DRAIN_BATCH: usize = 256;
 const READ_CHUNK: usize = 64 * 1024;
 /// Reads the I/O thread makes, per visit, of a connection its user thread reads.
 const IDLE_READ_CHUNKS: usize = 16;
+/// Set in the token of a connection's flush timer; the rest is the connection's token.
+const TIMER_BIT: usize = 1 << (usize::BITS - 1);
 
 struct SocketEntry {
     role: Role,
@@ -155,6 +157,10 @@ impl Reactor {
             for event in events.iter() {
                 let token = event.token();
                 if token == WAKER_TOKEN {
+                    continue;
+                }
+                if token.0 & TIMER_BIT != 0 {
+                    self.on_flush_timer(Token(token.0 & !TIMER_BIT), now);
                     continue;
                 }
                 if self.listeners.contains_key(&token) {
@@ -417,6 +423,8 @@ impl Reactor {
             last_send: None,
             batching: false,
             write_blocked: false,
+            flush_timer: None,
+            timer_armed: false,
         }));
         self.conns.insert(
             token,
@@ -503,6 +511,7 @@ impl Reactor {
             stream,
             session,
             read_by_user,
+            flush_timer,
             ..
         } = io;
         let Some(conn) = self.conns.get_mut(&token) else {
@@ -533,6 +542,7 @@ impl Reactor {
                             let (queue, consumer) =
                                 spsc_polled(entry.options.queue_capacity, config);
                             conn.outbound = Some(consumer);
+                            *flush_timer = new_flush_timer(&self.poll, token);
                             // Every publisher writes directly when it can: the send
                             // is on a user thread anyway, and a hand-off to this thread
                             // costs a wake-up and a thread hop per message or batch.
@@ -765,6 +775,13 @@ impl Reactor {
                 let _ = session.write_to(stream);
             }
             let _ = self.poll.registry().deregister(stream);
+            #[cfg(target_os = "linux")]
+            if let Some(timer) = &io.flush_timer {
+                let _ = self
+                    .poll
+                    .registry()
+                    .deregister(&mut SourceFd(&timer.raw_fd()));
+            }
             // A user thread holding this connection for direct I/O lets go of it, and
             // the descriptor closes with the last holder.
             io.closed = true;
@@ -863,6 +880,23 @@ impl Reactor {
         }
     }
 
+    /// A publisher connection's flush timer expired: writes the batch its sender left.
+    fn on_flush_timer(&mut self, token: Token, now: Instant) {
+        let Some(conn) = self.conns.get(&token) else {
+            return;
+        };
+        {
+            let mut io = lock(&conn.io);
+            io.timer_armed = false;
+            if let Some(timer) = &io.flush_timer {
+                timer.clear();
+            }
+        }
+        if let Err(why) = self.service_out(token) {
+            self.close_conn(token, why, now);
+        }
+    }
+
     /// Closes the connections a user thread found broken while reading or writing them
     /// directly.
     fn close_failed(&mut self, now: Instant) {
@@ -899,6 +933,23 @@ fn deliver_to(entry: &mut SocketEntry, read: impl FnOnce(&mut dyn FnMut(Message)
             .fetch_add(messages, Ordering::Relaxed);
         entry.shared.bytes_in.fetch_add(bytes, Ordering::Relaxed);
     }
+}
+
+/// A flush timer for the publisher connection `token`, registered with `poll`; `None`
+/// if the platform has none or registration fails (its batches then kick this thread).
+fn new_flush_timer(poll: &Poll, token: Token) -> Option<super::direct::FlushTimer> {
+    let timer = super::direct::FlushTimer::new().ok()?;
+    #[cfg(target_os = "linux")]
+    poll.registry()
+        .register(
+            &mut SourceFd(&timer.raw_fd()),
+            Token(token.0 | TIMER_BIT),
+            Interest::READABLE,
+        )
+        .ok()?;
+    #[cfg(not(target_os = "linux"))]
+    let _ = (poll, token);
+    Some(timer)
 }
 
 fn seed(key: u64) -> u64 {
