@@ -15,7 +15,7 @@
 //! [`RecvMode`]: crate::socket::RecvMode
 //! [`RecvMode::BusyPoll`]: crate::socket::RecvMode::BusyPoll
 
-use std::io::{self, Read};
+use std::io;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -116,7 +116,6 @@ impl ConnIo {
     /// on end-of-stream, an error or a protocol violation.
     pub(crate) fn read_messages(
         &mut self,
-        scratch: &mut [u8],
         now: Instant,
         limit: usize,
         deliver: &mut dyn FnMut(Message),
@@ -124,24 +123,22 @@ impl ConnIo {
         let mut delivered = 0;
         self.last_read = now;
         while !self.failed && !self.closed && delivered < limit {
-            let n = match self.stream.read(scratch) {
-                Ok(0) => {
+            let (n, room) = match self.stream.read_into(&mut self.input) {
+                Ok((0, _)) => {
                     self.failed = true;
                     break;
                 }
-                Ok(n) => n,
+                Ok(read) => read,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(_) => {
                     self.failed = true;
                     break;
                 }
             };
-            self.input.extend_from_slice(&scratch[..n]);
             let result = self.session.handle_input(&mut self.input, now);
             // A short read emptied the socket: asking again would only return WouldBlock,
             // a system call on the message's path. The caller's next poll reads on.
-            let drained = n < scratch.len();
+            let drained = n < room;
             while let Some(event) = self.session.poll_event() {
                 // A subscriber's peer sends nothing but messages after the handshake.
                 if let Event::Message(m) = event {

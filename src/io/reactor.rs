@@ -1,7 +1,7 @@
 //! The I/O thread's loop: readiness in, session calls, bytes out.
 
 use std::collections::HashMap;
-use std::io::{self, Read};
+use std::io;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
@@ -15,7 +15,7 @@ use mio::{Events, Interest, Poll, Token};
 
 use super::backoff::Backoff;
 use super::direct::USER_READ_IDLE;
-use super::stream::{ConnectTarget, Listener, Stream};
+use super::stream::{ConnectTarget, Listener, Stream, READ_CHUNK};
 use super::{lock, Command, ConnIo, DirectConn, Member, PeerLink, Role, SocketId, WAKER_TOKEN};
 use crate::proto::zmtp::{Event, Heartbeat, Message, Session, SessionConfig, SessionError};
 use crate::ring::{spsc_polled, Consumer, RingConfig};
@@ -28,8 +28,6 @@ use std::sync::Mutex;
 const SESSION_HIGH_WATER: usize = 256 * 1024;
 /// Messages taken from a ring per batch.
 const DRAIN_BATCH: usize = 256;
-/// Bytes read per system call.
-const READ_CHUNK: usize = 64 * 1024;
 /// Reads the I/O thread makes, per visit, of a connection its user thread reads.
 const IDLE_READ_CHUNKS: usize = 16;
 /// Set in the token of a connection's flush timer; the rest is the connection's token.
@@ -111,7 +109,6 @@ pub(crate) struct Reactor {
     dialers: HashMap<u64, Dialer>,
     next_token: usize,
     next_dialer: u64,
-    scratch: Vec<u8>,
     /// Reused lists of what a loop iteration must visit, so the loop never allocates.
     due: Vec<Token>,
     due_dialers: Vec<u64>,
@@ -133,7 +130,6 @@ impl Reactor {
             dialers: HashMap::new(),
             next_token: WAKER_TOKEN.0 + 1,
             next_dialer: 1,
-            scratch: vec![0; READ_CHUNK],
             due: Vec::new(),
             due_dialers: Vec::new(),
             received: Vec::new(),
@@ -489,15 +485,18 @@ impl Reactor {
             };
             let shared_io = conn.io.clone();
             let mut io = lock(&shared_io);
-            let n = match io.stream.read(&mut self.scratch) {
-                Ok(0) => return Err(Closing::Eof),
-                Ok(n) => n,
+            let ConnIo {
+                stream,
+                session,
+                input,
+                ..
+            } = &mut *io;
+            match stream.read_into(input) {
+                Ok((0, _)) => return Err(Closing::Eof),
+                Ok(_) => {}
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(_) => return Err(Closing::Io),
-            };
-            let ConnIo { session, input, .. } = &mut *io;
-            input.extend_from_slice(&self.scratch[..n]);
+            }
             let result = session.handle_input(input, now);
             self.dispatch_events(token, &mut io);
             drop(io);

@@ -49,7 +49,6 @@ pub struct Subscriber {
     /// Connections the I/O thread handed over for direct reads (BusyPoll).
     handed_over: Option<crossbeam_channel::Receiver<DirectConn>>,
     conns: Vec<DirectConn>,
-    scratch: Vec<u8>,
     /// Messages this thread read itself (BusyPoll), in order, not yet returned.
     pending: VecDeque<Message>,
 }
@@ -101,7 +100,6 @@ impl Subscriber {
             groups: Vec::new(),
             handed_over,
             conns: Vec::new(),
-            scratch: Vec::new(),
             pending: VecDeque::new(),
         })
     }
@@ -204,9 +202,6 @@ impl Subscriber {
         if self.conns.is_empty() {
             return;
         }
-        if self.scratch.is_empty() {
-            self.scratch = vec![0; 64 * 1024];
-        }
         let mut any_failed = false;
         let (mut total_messages, mut total_bytes) = (0u64, 0u64);
         self.conns.retain(|conn| {
@@ -219,7 +214,7 @@ impl Subscriber {
             let pending = &mut self.pending;
             self.inbound.pop_batch(usize::MAX, |m| pending.push_back(m));
             let (mut messages, mut bytes) = (0u64, 0u64);
-            io.read_messages(&mut self.scratch, now, limit, &mut |m: Message| {
+            io.read_messages(now, limit, &mut |m: Message| {
                 messages += 1;
                 bytes += m.byte_len() as u64;
                 pending.push_back(m);
