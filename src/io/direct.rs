@@ -55,6 +55,11 @@ pub(crate) struct ConnIo {
     pub(crate) flush_timer: Option<FlushTimer>,
     /// `flush_timer` runs.
     pub(crate) timer_armed: bool,
+    /// The batch size at which a sustained burst's sender writes (see
+    /// [`DIRECT_FLUSH_BYTES`]): halved when the timer had to write a batch, grown by an
+    /// eighth when the sender filled one first, so that a slower sender writes smaller
+    /// batches itself instead of waking the I/O thread for each.
+    pub(crate) flush_bytes: usize,
 }
 
 /// How long a connection read by a user thread may go unread before the I/O thread
@@ -64,13 +69,17 @@ pub(crate) const USER_READ_IDLE: std::time::Duration = std::time::Duration::from
 /// Bytes a user thread may leave queued in a session before it hands further messages
 /// to the peer's ring (the I/O thread's own limit for draining that ring).
 pub(crate) const DIRECT_HIGH_WATER: usize = 256 * 1024;
-/// A batch being built by direct sends is written by the sending thread at this size:
+/// A batch being built by direct sends is written by the sending thread at this size
+/// (the start of [`ConnIo::flush_bytes`]):
 /// large enough that a system call carries a few hundred small messages, small enough
 /// that a sustained burst of them fills it well within [`SUSTAINED_FLUSH_DELAY`] (64 B
 /// messages at 5 M/s fill 16 KiB in about 45 us), so its own writes come first and the
 /// I/O thread's timer rarely has to. 64 KiB measured 4.1-4.4 M msgs/s where this size
 /// measured 5.2-6.3 M (busy-poll receiver).
 pub(crate) const DIRECT_FLUSH_BYTES: usize = 16 * 1024;
+/// The range [`ConnIo::flush_bytes`] adapts in.
+const MIN_FLUSH_BYTES: usize = 2 * 1024;
+const MAX_FLUSH_BYTES: usize = 64 * 1024;
 
 /// The longest a message of a sustained burst waits in its batch before the I/O thread
 /// writes it. A burst's first batch is written by the I/O thread as soon as the sender
@@ -182,7 +191,12 @@ impl ConnIo {
             // or the writable edge after a write that would have blocked): append, and
             // write here only once the batch is worth a system call.
             self.batching = true;
-            if !self.write_blocked && before + frames_len(frames) >= DIRECT_FLUSH_BYTES {
+            if !self.write_blocked && before + frames_len(frames) >= self.flush_bytes {
+                if self.timer_armed {
+                    // Filled before the timer: a larger batch may be filled in time too.
+                    self.flush_bytes =
+                        (self.flush_bytes + self.flush_bytes / 8).min(MAX_FLUSH_BYTES);
+                }
                 self.write_now();
             }
         } else {
@@ -225,6 +239,18 @@ impl ConnIo {
         }
         self.timer_armed = true;
         true
+    }
+
+    /// The flush timer expired (I/O thread): a batch still waiting was not filled in
+    /// time, so the next ones are written at half the size. The caller writes it.
+    pub(crate) fn on_flush_timer(&mut self) {
+        self.timer_armed = false;
+        if let Some(timer) = &self.flush_timer {
+            timer.clear();
+        }
+        if self.session.has_output() && !self.write_blocked {
+            self.flush_bytes = (self.flush_bytes / 2).max(MIN_FLUSH_BYTES);
+        }
     }
 
     fn write_now(&mut self) {

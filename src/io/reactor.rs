@@ -421,6 +421,7 @@ impl Reactor {
             write_blocked: false,
             flush_timer: None,
             timer_armed: false,
+            flush_bytes: super::direct::DIRECT_FLUSH_BYTES,
         }));
         self.conns.insert(
             token,
@@ -884,13 +885,7 @@ impl Reactor {
         let Some(conn) = self.conns.get(&token) else {
             return;
         };
-        {
-            let mut io = lock(&conn.io);
-            io.timer_armed = false;
-            if let Some(timer) = &io.flush_timer {
-                timer.clear();
-            }
-        }
+        lock(&conn.io).on_flush_timer();
         if let Err(why) = self.service_out(token) {
             self.close_conn(token, why, now);
         }
