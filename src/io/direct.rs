@@ -23,7 +23,7 @@ use bytes::{Bytes, BytesMut};
 
 use super::stream::Stream;
 use super::BURST_GAP;
-use crate::proto::zmtp::{Event, Message, Session};
+use crate::proto::zmtp::{Message, Session};
 use crate::socket::PeerShared;
 
 pub(crate) struct ConnIo {
@@ -144,17 +144,18 @@ impl ConnIo {
                     break;
                 }
             };
-            let result = self.session.handle_input(&mut self.input, now);
+            let result = self
+                .session
+                .handle_input_with(&mut self.input, now, &mut |m| {
+                    delivered += 1;
+                    deliver(m);
+                });
             // A short read emptied the socket: asking again would only return WouldBlock,
             // a system call on the message's path. The caller's next poll reads on.
             let drained = n < room;
-            while let Some(event) = self.session.poll_event() {
-                // A subscriber's peer sends nothing but messages after the handshake.
-                if let Event::Message(m) = event {
-                    delivered += 1;
-                    deliver(m);
-                }
-            }
+            // A subscriber's peer sends nothing but messages after the handshake: any
+            // other event is of no use here.
+            while self.session.poll_event().is_some() {}
             if result.is_err() {
                 self.failed = true;
             }

@@ -498,7 +498,8 @@ impl Reactor {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
                 Err(_) => return Err(Closing::Io),
             }
-            let result = session.handle_input(input, now);
+            let received = &mut self.received;
+            let result = session.handle_input_with(input, now, &mut |m| received.push(m));
             self.dispatch_events(token, &mut io);
             drop(io);
             result.map_err(Closing::Session)?;
@@ -515,13 +516,18 @@ impl Reactor {
             ..
         } = io;
         let Some(conn) = self.conns.get_mut(&token) else {
+            self.received.clear();
             return;
         };
         let Some(entry) = self.sockets.get_mut(&conn.socket) else {
+            // The socket has gone: what this read decoded goes nowhere.
+            self.received.clear();
             return;
         };
-        // Counted once per call, not per message: a read can hold hundreds of messages.
-        let (mut messages, mut bytes) = (0u64, 0u64);
+        // Counted once per call, not per message: a read can hold hundreds of messages,
+        // which the session handed to `received` as it decoded them.
+        let messages = self.received.len() as u64;
+        let bytes: u64 = self.received.iter().map(|m| m.byte_len() as u64).sum();
         while let Some(event) = session.poll_event() {
             match event {
                 Event::Ready { .. } => {
@@ -572,13 +578,8 @@ impl Reactor {
                         Role::Subscriber { direct: None, .. } => {}
                     }
                 }
-                Event::Message(message) => {
-                    messages += 1;
-                    bytes += message.byte_len() as u64;
-                    if let Role::Subscriber { .. } = &entry.role {
-                        self.received.push(message);
-                    }
-                }
+                // Decoded into `received` (see `read_all`); nothing else queues one.
+                Event::Message(_) => {}
                 Event::Subscribe(_) | Event::Cancel(_) => {
                     let table = Arc::new(session.peer_subscriptions().clone());
                     if let Ok(mut g) = conn.peer.subscriptions.lock() {
@@ -590,11 +591,15 @@ impl Reactor {
                 }
             }
         }
-        if let Role::Subscriber { inbound, .. } = &mut entry.role {
-            let mut received = self.received.drain(..);
-            // A refusal is counted by the ring (its policy) and ends a batch; the rest
-            // goes on, each item meeting the policy. The I/O thread never waits here.
-            while inbound.push_batch(received.by_ref()).error.is_some() {}
+        match &mut entry.role {
+            Role::Subscriber { inbound, .. } => {
+                let mut received = self.received.drain(..);
+                // A refusal is counted by the ring (its policy) and ends a batch; the rest
+                // goes on, each item meeting the policy. The I/O thread never waits here.
+                while inbound.push_batch(received.by_ref()).error.is_some() {}
+            }
+            // A subscriber's data frames reach a publisher only to be counted.
+            Role::Publisher { .. } => self.received.clear(),
         }
         if messages > 0 {
             conn.peer.messages_in.fetch_add(messages, Ordering::Relaxed);
