@@ -29,6 +29,12 @@ const YIELD_AFTER: Duration = Duration::from_micros(50);
 /// policy bound what the I/O thread queues; these few are already the application's.
 const RECV_BATCH: usize = 64;
 
+/// Messages a busy-polling receive decodes from its TCP/IPC connections per poll (at
+/// least one read's worth). A receiver that fell behind would otherwise decode up to
+/// its queue capacity (megabytes of input and messages) before returning the first,
+/// out of the cache, and fall further behind.
+const DIRECT_READ_LIMIT: usize = 1024;
+
 /// A SUB socket. It receives nothing until it subscribes; subscriptions are prefixes of
 /// the first frame, counted (two `subscribe`s of one prefix need two `unsubscribe`s), and
 /// re-sent to every peer after a reconnect.
@@ -173,7 +179,7 @@ impl Subscriber {
     fn read_groups(&mut self) {
         let now = Instant::now();
         let limit = self.options.queue_capacity;
-        self.read_conns(now, limit);
+        self.read_conns(now, limit.min(DIRECT_READ_LIMIT));
         let (mut messages, mut bytes) = (0u64, 0u64);
         for group in &self.groups {
             let Ok(mut rx) = group.try_lock() else {
