@@ -584,3 +584,68 @@ fn the_tail_of_a_burst_is_written_without_a_further_send() {
     assert_eq!(p.len(), 1);
     assert_eq!(p[0].messages_out, 1000);
 }
+
+/// Long bursts of back-to-back sends: after the first batch, the sender writes its own
+/// batches and a timer on the I/O thread writes the last one; every burst must arrive
+/// whole, in order, with nothing sent after it, in both receive modes.
+#[test]
+fn the_tail_of_a_sustained_burst_is_written_without_a_further_send() {
+    for recv_mode in [
+        volley::socket::RecvMode::Blocking,
+        volley::socket::RecvMode::BusyPoll,
+    ] {
+        let ctx = Context::new().unwrap();
+        let pub_opts = SocketOptions {
+            policy: OverflowPolicy::Block { timeout: None },
+            recv_mode,
+            ..SocketOptions::default()
+        };
+        let mut publisher = Publisher::with_options(&ctx, pub_opts).unwrap();
+        let ep = publisher.bind("tcp://127.0.0.1:0").unwrap();
+        let sub_opts = SocketOptions {
+            policy: OverflowPolicy::Buffer { max_bytes: 1 << 28 },
+            recv_mode,
+            ..SocketOptions::default()
+        };
+        let mut sub = Subscriber::with_options(&ctx, sub_opts).unwrap();
+        sub.connect(&ep.to_string()).unwrap();
+        sub.subscribe("").unwrap();
+        assert!(publisher.wait_for_subscribers(1, WAIT));
+        // Burst lengths that end at different points of a batch (a message is about
+        // 16 bytes on the wire, a batch 16 KiB).
+        let bursts: Vec<usize> = (0..8).map(|r| 3000 + r * 1777).collect();
+        let expected = bursts.clone();
+        let (go_tx, go_rx) = std::sync::mpsc::channel::<()>();
+        let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
+        let receiver = std::thread::spawn(move || {
+            for (round, n) in expected.into_iter().enumerate() {
+                go_rx.recv().unwrap();
+                for i in 0..n {
+                    let m = recv(&mut sub);
+                    assert_eq!(
+                        String::from_utf8_lossy(&m.frames()[1]),
+                        format!("{round}.{i}"),
+                        "{recv_mode:?}"
+                    );
+                }
+                done_tx.send(()).unwrap();
+            }
+        });
+        for (round, &n) in bursts.iter().enumerate() {
+            go_tx.send(()).unwrap();
+            for i in 0..n {
+                publisher
+                    .send_topic("t", format!("{round}.{i}").into_bytes())
+                    .unwrap();
+            }
+            // Nothing more is sent until the whole burst has arrived.
+            done_rx
+                .recv_timeout(WAIT)
+                .expect("the burst's tail never came");
+        }
+        receiver.join().unwrap();
+        let total: usize = bursts.iter().sum();
+        let s = publisher.stats();
+        assert_eq!((s.messages_out, s.dropped), (total as u64, 0));
+    }
+}

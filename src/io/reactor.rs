@@ -1,7 +1,7 @@
 //! The I/O thread's loop: readiness in, session calls, bytes out.
 
 use std::collections::HashMap;
-use std::io::{self, Read};
+use std::io;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
@@ -15,7 +15,7 @@ use mio::{Events, Interest, Poll, Token};
 
 use super::backoff::Backoff;
 use super::direct::USER_READ_IDLE;
-use super::stream::{ConnectTarget, Listener, Stream};
+use super::stream::{ConnectTarget, Listener, Stream, READ_CHUNK};
 use super::{lock, Command, ConnIo, DirectConn, Member, PeerLink, Role, SocketId, WAKER_TOKEN};
 use crate::proto::zmtp::{Event, Heartbeat, Message, Session, SessionConfig, SessionError};
 use crate::ring::{spsc_polled, Consumer, RingConfig};
@@ -28,10 +28,10 @@ use std::sync::Mutex;
 const SESSION_HIGH_WATER: usize = 256 * 1024;
 /// Messages taken from a ring per batch.
 const DRAIN_BATCH: usize = 256;
-/// Bytes read per system call.
-const READ_CHUNK: usize = 64 * 1024;
 /// Reads the I/O thread makes, per visit, of a connection its user thread reads.
 const IDLE_READ_CHUNKS: usize = 16;
+/// Set in the token of a connection's flush timer; the rest is the connection's token.
+const TIMER_BIT: usize = 1 << (usize::BITS - 1);
 
 struct SocketEntry {
     role: Role,
@@ -109,7 +109,6 @@ pub(crate) struct Reactor {
     dialers: HashMap<u64, Dialer>,
     next_token: usize,
     next_dialer: u64,
-    scratch: Vec<u8>,
     /// Reused lists of what a loop iteration must visit, so the loop never allocates.
     due: Vec<Token>,
     due_dialers: Vec<u64>,
@@ -131,7 +130,6 @@ impl Reactor {
             dialers: HashMap::new(),
             next_token: WAKER_TOKEN.0 + 1,
             next_dialer: 1,
-            scratch: vec![0; READ_CHUNK],
             due: Vec::new(),
             due_dialers: Vec::new(),
             received: Vec::new(),
@@ -155,6 +153,10 @@ impl Reactor {
             for event in events.iter() {
                 let token = event.token();
                 if token == WAKER_TOKEN {
+                    continue;
+                }
+                if token.0 & TIMER_BIT != 0 {
+                    self.on_flush_timer(Token(token.0 & !TIMER_BIT), now);
                     continue;
                 }
                 if self.listeners.contains_key(&token) {
@@ -417,6 +419,9 @@ impl Reactor {
             last_send: None,
             batching: false,
             write_blocked: false,
+            flush_timer: None,
+            timer_armed: false,
+            flush_bytes: super::direct::DIRECT_FLUSH_BYTES,
         }));
         self.conns.insert(
             token,
@@ -481,16 +486,20 @@ impl Reactor {
             };
             let shared_io = conn.io.clone();
             let mut io = lock(&shared_io);
-            let n = match io.stream.read(&mut self.scratch) {
-                Ok(0) => return Err(Closing::Eof),
-                Ok(n) => n,
+            let ConnIo {
+                stream,
+                session,
+                input,
+                ..
+            } = &mut *io;
+            match stream.read_into(input) {
+                Ok((0, _)) => return Err(Closing::Eof),
+                Ok(_) => {}
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(_) => return Err(Closing::Io),
-            };
-            let ConnIo { session, input, .. } = &mut *io;
-            input.extend_from_slice(&self.scratch[..n]);
-            let result = session.handle_input(input, now);
+            }
+            let received = &mut self.received;
+            let result = session.handle_input_with(input, now, &mut |m| received.push(m));
             self.dispatch_events(token, &mut io);
             drop(io);
             result.map_err(Closing::Session)?;
@@ -503,16 +512,22 @@ impl Reactor {
             stream,
             session,
             read_by_user,
+            flush_timer,
             ..
         } = io;
         let Some(conn) = self.conns.get_mut(&token) else {
+            self.received.clear();
             return;
         };
         let Some(entry) = self.sockets.get_mut(&conn.socket) else {
+            // The socket has gone: what this read decoded goes nowhere.
+            self.received.clear();
             return;
         };
-        // Counted once per call, not per message: a read can hold hundreds of messages.
-        let (mut messages, mut bytes) = (0u64, 0u64);
+        // Counted once per call, not per message: a read can hold hundreds of messages,
+        // which the session handed to `received` as it decoded them.
+        let messages = self.received.len() as u64;
+        let bytes: u64 = self.received.iter().map(|m| m.byte_len() as u64).sum();
         while let Some(event) = session.poll_event() {
             match event {
                 Event::Ready { .. } => {
@@ -533,6 +548,7 @@ impl Reactor {
                             let (queue, consumer) =
                                 spsc_polled(entry.options.queue_capacity, config);
                             conn.outbound = Some(consumer);
+                            *flush_timer = new_flush_timer(&self.poll, token);
                             // Every publisher writes directly when it can: the send
                             // is on a user thread anyway, and a hand-off to this thread
                             // costs a wake-up and a thread hop per message or batch.
@@ -562,13 +578,8 @@ impl Reactor {
                         Role::Subscriber { direct: None, .. } => {}
                     }
                 }
-                Event::Message(message) => {
-                    messages += 1;
-                    bytes += message.byte_len() as u64;
-                    if let Role::Subscriber { .. } = &entry.role {
-                        self.received.push(message);
-                    }
-                }
+                // Decoded into `received` (see `read_all`); nothing else queues one.
+                Event::Message(_) => {}
                 Event::Subscribe(_) | Event::Cancel(_) => {
                     let table = Arc::new(session.peer_subscriptions().clone());
                     if let Ok(mut g) = conn.peer.subscriptions.lock() {
@@ -580,11 +591,15 @@ impl Reactor {
                 }
             }
         }
-        if let Role::Subscriber { inbound, .. } = &mut entry.role {
-            let mut received = self.received.drain(..);
-            // A refusal is counted by the ring (its policy) and ends a batch; the rest
-            // goes on, each item meeting the policy. The I/O thread never waits here.
-            while inbound.push_batch(received.by_ref()).error.is_some() {}
+        match &mut entry.role {
+            Role::Subscriber { inbound, .. } => {
+                let mut received = self.received.drain(..);
+                // A refusal is counted by the ring (its policy) and ends a batch; the rest
+                // goes on, each item meeting the policy. The I/O thread never waits here.
+                while inbound.push_batch(received.by_ref()).error.is_some() {}
+            }
+            // A subscriber's data frames reach a publisher only to be counted.
+            Role::Publisher { .. } => self.received.clear(),
         }
         if messages > 0 {
             conn.peer.messages_in.fetch_add(messages, Ordering::Relaxed);
@@ -765,6 +780,13 @@ impl Reactor {
                 let _ = session.write_to(stream);
             }
             let _ = self.poll.registry().deregister(stream);
+            #[cfg(target_os = "linux")]
+            if let Some(timer) = &io.flush_timer {
+                let _ = self
+                    .poll
+                    .registry()
+                    .deregister(&mut SourceFd(&timer.raw_fd()));
+            }
             // A user thread holding this connection for direct I/O lets go of it, and
             // the descriptor closes with the last holder.
             io.closed = true;
@@ -863,6 +885,17 @@ impl Reactor {
         }
     }
 
+    /// A publisher connection's flush timer expired: writes the batch its sender left.
+    fn on_flush_timer(&mut self, token: Token, now: Instant) {
+        let Some(conn) = self.conns.get(&token) else {
+            return;
+        };
+        lock(&conn.io).on_flush_timer();
+        if let Err(why) = self.service_out(token) {
+            self.close_conn(token, why, now);
+        }
+    }
+
     /// Closes the connections a user thread found broken while reading or writing them
     /// directly.
     fn close_failed(&mut self, now: Instant) {
@@ -899,6 +932,23 @@ fn deliver_to(entry: &mut SocketEntry, read: impl FnOnce(&mut dyn FnMut(Message)
             .fetch_add(messages, Ordering::Relaxed);
         entry.shared.bytes_in.fetch_add(bytes, Ordering::Relaxed);
     }
+}
+
+/// A flush timer for the publisher connection `token`, registered with `poll`; `None`
+/// if the platform has none or registration fails (its batches then kick this thread).
+fn new_flush_timer(poll: &Poll, token: Token) -> Option<super::direct::FlushTimer> {
+    let timer = super::direct::FlushTimer::new().ok()?;
+    #[cfg(target_os = "linux")]
+    poll.registry()
+        .register(
+            &mut SourceFd(&timer.raw_fd()),
+            Token(token.0 | TIMER_BIT),
+            Interest::READABLE,
+        )
+        .ok()?;
+    #[cfg(not(target_os = "linux"))]
+    let _ = (poll, token);
+    Some(timer)
 }
 
 fn seed(key: u64) -> u64 {

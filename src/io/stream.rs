@@ -2,13 +2,22 @@
 //! `ipc://` connections alike.
 
 use std::io::{self, IoSlice, Read, Write};
+use std::os::fd::AsRawFd;
 use std::path::PathBuf;
+
+use bytes::BytesMut;
 
 use mio::event::Source;
 use mio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
 use mio::{Interest, Registry, Token};
 
 use crate::socket::Endpoint;
+
+/// Bytes a connection's input buffer makes room for when it runs low.
+pub(crate) const READ_CHUNK: usize = 64 * 1024;
+/// Free space below which a read first makes room for [`READ_CHUNK`]: enough for a
+/// burst of small messages, so that a read rarely stops at a full buffer.
+const MIN_READ_ROOM: usize = 8 * 1024;
 
 pub(crate) enum Stream {
     Tcp(TcpStream),
@@ -55,6 +64,41 @@ impl Stream {
         match self {
             Stream::Tcp(s) => s.shutdown(std::net::Shutdown::Both),
             Stream::Unix(s) => s.shutdown(std::net::Shutdown::Both),
+        }
+    }
+
+    /// Reads what the socket holds straight into the free space of `buf` (no copy
+    /// through a scratch buffer), first making room for [`READ_CHUNK`] bytes when less
+    /// than [`MIN_READ_ROOM`] is free. Returns the bytes read and the room offered: a
+    /// read that fills less than the room emptied the socket. End of stream is `Ok((0,
+    /// _))`.
+    pub(crate) fn read_into(&mut self, buf: &mut BytesMut) -> io::Result<(usize, usize)> {
+        if buf.capacity() - buf.len() < MIN_READ_ROOM {
+            buf.reserve(READ_CHUNK);
+        }
+        let spare = buf.spare_capacity_mut();
+        let (ptr, room) = (spare.as_mut_ptr(), spare.len());
+        let fd = match self {
+            Stream::Tcp(s) => s.as_raw_fd(),
+            Stream::Unix(s) => s.as_raw_fd(),
+        };
+        loop {
+            // SAFETY: `ptr` points to `room` bytes of `buf`'s spare capacity, which
+            // nothing else borrows during the call; the kernel writes at most `room`
+            // bytes there, and writing to uninitialized memory is what it is for.
+            let n = unsafe { libc::read(fd, ptr.cast(), room) };
+            if n < 0 {
+                let err = io::Error::last_os_error();
+                if err.kind() == io::ErrorKind::Interrupted {
+                    continue;
+                }
+                return Err(err);
+            }
+            let n = n as usize;
+            // SAFETY: the kernel initialized the first `n` (<= `room`) bytes after the
+            // buffer's length.
+            unsafe { buf.set_len(buf.len() + n) };
+            return Ok((n, room));
         }
     }
 

@@ -23,6 +23,32 @@
 //! Subscribing and cancelling shift the tail of the vector (`O(n)`), which is irrelevant
 //! next to the per-message cost of matching.
 
+/// Tables of up to this many prefixes are scanned in order: for the one or few
+/// subscriptions a connection usually has, comparing each prefix inline is cheaper than
+/// the binary search's ordered comparisons (two library `memcmp` calls per message took
+/// 7% of a publisher's thread in a 64 B throughput profile).
+const LINEAR_SCAN_MAX: usize = 4;
+
+/// Prefixes up to this long are compared byte by byte, inline.
+const INLINE_COMPARE_MAX: usize = 16;
+
+/// Whether `prefix` starts `topic`.
+#[inline]
+fn is_prefix(prefix: &[u8], topic: &[u8]) -> bool {
+    match topic.get(..prefix.len()) {
+        // A branch-free fold, which the compiler keeps inline (an early-exit loop may be
+        // turned back into a `memcmp` call).
+        Some(head) if prefix.len() <= INLINE_COMPARE_MAX => {
+            head.iter()
+                .zip(prefix)
+                .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+                == 0
+        }
+        Some(head) => head == prefix,
+        None => false,
+    }
+}
+
 /// A multiset of topic prefixes with fast prefix matching.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct SubscriptionTable {
@@ -84,6 +110,9 @@ impl SubscriptionTable {
 
     /// Whether some subscribed prefix is a prefix of `topic`.
     pub fn matches(&self, topic: &[u8]) -> bool {
+        if self.entries.len() <= LINEAR_SCAN_MAX {
+            return self.entries.iter().any(|e| is_prefix(&e.prefix, topic));
+        }
         let mut topic = topic;
         let mut candidates: &[Entry] = &self.entries;
         loop {

@@ -1220,3 +1220,53 @@ proptest! {
         let _ = s.write_to(&mut io::sink());
     }
 }
+
+#[test]
+fn handle_input_with_hands_messages_to_the_callback_and_queues_the_rest() {
+    let now = Instant::now();
+    let mut session = Session::new(SessionConfig::new(SocketType::Sub), now);
+    output(&mut session);
+    // The handshake, two messages (one split across two calls) and a PING in one stream.
+    let mut stream = handshake(1, SocketType::Pub);
+    stream.extend_from_slice(&message_bytes(&[b"t", b"one"]));
+    stream.extend_from_slice(&encode(Command::Ping {
+        ttl_deciseconds: 0,
+        context: b"c",
+    }));
+    stream.extend_from_slice(&message_bytes(&[b"t", b"two", b"three"]));
+    let (first, second) = stream.split_at(stream.len() - 3);
+    let mut got = Vec::new();
+    let mut input = BytesMut::from(first);
+    session
+        .handle_input_with(&mut input, now, &mut |m| got.push(m))
+        .unwrap();
+    assert_eq!(got.len(), 1, "the second message is not complete yet");
+    input.extend_from_slice(second);
+    session
+        .handle_input_with(&mut input, now, &mut |m| got.push(m))
+        .unwrap();
+    let frames: Vec<Vec<&[u8]>> = got
+        .iter()
+        .map(|m| m.frames().iter().map(|f| &f[..]).collect())
+        .collect();
+    assert_eq!(
+        frames,
+        [vec![&b"t"[..], b"one"], vec![&b"t"[..], b"two", b"three"]]
+    );
+    // Only the READY went to the queue, and the PING was answered.
+    let mut events = Vec::new();
+    while let Some(e) = session.poll_event() {
+        events.push(e);
+    }
+    assert!(
+        matches!(events.as_slice(), [Event::Ready { .. }]),
+        "{events:?}"
+    );
+    let pong: Vec<String> = frames_of(&output(&mut session))
+        .into_iter()
+        .map(|(_, body)| {
+            String::from_utf8_lossy(Command::decode(&body).unwrap().name()).into_owned()
+        })
+        .collect();
+    assert_eq!(pong, ["PONG"]);
+}

@@ -718,6 +718,29 @@ impl Session {
     /// trailing partial unit in place for the next call. `now` is when the bytes arrived;
     /// new bytes count as the peer's liveness.
     pub fn handle_input(&mut self, input: &mut BytesMut, now: Instant) -> Result<(), SessionError> {
+        self.handle_input_inner(input, now, None)
+    }
+
+    /// Like [`Session::handle_input`], but each complete message goes to `on_message` as
+    /// it is decoded instead of into the event queue (other events still queue). Saves
+    /// a driver that only forwards messages a queue push and pop per message. Messages
+    /// reach `on_message` before the caller has seen events queued by the same call (the
+    /// `Ready` that precedes them on the wire, for one).
+    pub fn handle_input_with(
+        &mut self,
+        input: &mut BytesMut,
+        now: Instant,
+        on_message: &mut dyn FnMut(Message),
+    ) -> Result<(), SessionError> {
+        self.handle_input_inner(input, now, Some(on_message))
+    }
+
+    fn handle_input_inner(
+        &mut self,
+        input: &mut BytesMut,
+        now: Instant,
+        mut on_message: Option<&mut dyn FnMut(Message)>,
+    ) -> Result<(), SessionError> {
         if let Some(err) = &self.failed {
             return Err(err.clone());
         }
@@ -727,7 +750,7 @@ impl Session {
             self.ping_outstanding = None;
             self.ttl_deadline = None;
         }
-        let result = self.process_input(input, now);
+        let result = self.process_input(input, now, &mut on_message);
         self.input_left = input.len();
         if let Err(err) = &result {
             self.fail(err.clone());
@@ -735,7 +758,12 @@ impl Session {
         result
     }
 
-    fn process_input(&mut self, input: &mut BytesMut, now: Instant) -> Result<(), SessionError> {
+    fn process_input(
+        &mut self,
+        input: &mut BytesMut,
+        now: Instant,
+        on_message: &mut Option<&mut dyn FnMut(Message)>,
+    ) -> Result<(), SessionError> {
         loop {
             if self.phase == Phase::Greeting {
                 match Greeting::decode(input)? {
@@ -786,7 +814,7 @@ impl Session {
             self.ttl_deadline = None;
             match header.kind {
                 FrameKind::Command => self.on_command(&body, now)?,
-                FrameKind::Message { more } => self.on_message_frame(body, more),
+                FrameKind::Message { more } => self.on_message_frame(body, more, on_message),
             }
         }
     }
@@ -855,7 +883,12 @@ impl Session {
         }
     }
 
-    fn on_message_frame(&mut self, body: Bytes, more: bool) {
+    fn on_message_frame(
+        &mut self,
+        body: Bytes,
+        more: bool,
+        on_message: &mut Option<&mut dyn FnMut(Message)>,
+    ) {
         let publisher = matches!(self.config.socket_type, SocketType::Pub | SocketType::XPub);
         // Like libzmq's XPUB, every data frame from a subscriber is inspected, not just
         // the first of a message.
@@ -869,7 +902,10 @@ impl Session {
         if !more && !self.partial.is_empty() {
             self.partial_size = 0;
             let message = std::mem::take(&mut self.partial);
-            self.events.push_back(Event::Message(message));
+            match on_message {
+                Some(deliver) => deliver(message),
+                None => self.events.push_back(Event::Message(message)),
+            }
         }
     }
 

@@ -24,13 +24,24 @@ use crate::ring::{
 /// 200 µs a whole run measured 295 µs p50).
 const YIELD_AFTER: Duration = Duration::from_micros(50);
 
+/// Messages a receive takes from the inbound ring at once when several wait there; the
+/// rest wait in the socket for the next receives. The ring's capacity and overflow
+/// policy bound what the I/O thread queues; these few are already the application's.
+const RECV_BATCH: usize = 64;
+
+/// Messages a busy-polling receive decodes from its TCP/IPC connections per poll (at
+/// least one read's worth). A receiver that fell behind would otherwise decode up to
+/// its queue capacity (megabytes of input and messages) before returning the first,
+/// out of the cache, and fall further behind.
+const DIRECT_READ_LIMIT: usize = 1024;
+
 /// A SUB socket. It receives nothing until it subscribes; subscriptions are prefixes of
 /// the first frame, counted (two `subscribe`s of one prefix need two `unsubscribe`s), and
 /// re-sent to every peer after a reconnect.
 ///
 /// Implementation notes: the I/O thread pushes received messages into one ring per
-/// socket (capacity and policy from [`SocketOptions`]); `recv` pops from it, waiting as
-/// [`RecvMode`] says. The I/O thread never waits on this ring, so Block is refused.
+/// socket (capacity and policy from [`SocketOptions`]); `recv` pops from it (up to 64
+/// waiting messages at once, returned one by one), waiting as [`RecvMode`] says. The I/O thread never waits on this ring, so Block is refused.
 /// Multicast groups (`udp://`) filter by prefix here, at the subscriber; with
 /// [`RecvMode::BusyPoll`] the receiving thread reads their sockets itself, so a datagram
 /// reaches it without a thread hand-off.
@@ -44,7 +55,6 @@ pub struct Subscriber {
     /// Connections the I/O thread handed over for direct reads (BusyPoll).
     handed_over: Option<crossbeam_channel::Receiver<DirectConn>>,
     conns: Vec<DirectConn>,
-    scratch: Vec<u8>,
     /// Messages this thread read itself (BusyPoll), in order, not yet returned.
     pending: VecDeque<Message>,
 }
@@ -96,7 +106,6 @@ impl Subscriber {
             groups: Vec::new(),
             handed_over,
             conns: Vec::new(),
-            scratch: Vec::new(),
             pending: VecDeque::new(),
         })
     }
@@ -170,7 +179,7 @@ impl Subscriber {
     fn read_groups(&mut self) {
         let now = Instant::now();
         let limit = self.options.queue_capacity;
-        self.read_conns(now, limit);
+        self.read_conns(now, limit.min(DIRECT_READ_LIMIT));
         let (mut messages, mut bytes) = (0u64, 0u64);
         for group in &self.groups {
             let Ok(mut rx) = group.try_lock() else {
@@ -199,9 +208,6 @@ impl Subscriber {
         if self.conns.is_empty() {
             return;
         }
-        if self.scratch.is_empty() {
-            self.scratch = vec![0; 64 * 1024];
-        }
         let mut any_failed = false;
         let (mut total_messages, mut total_bytes) = (0u64, 0u64);
         self.conns.retain(|conn| {
@@ -214,7 +220,7 @@ impl Subscriber {
             let pending = &mut self.pending;
             self.inbound.pop_batch(usize::MAX, |m| pending.push_back(m));
             let (mut messages, mut bytes) = (0u64, 0u64);
-            io.read_messages(&mut self.scratch, now, limit, &mut |m: Message| {
+            io.read_messages(now, limit, &mut |m: Message| {
                 messages += 1;
                 bytes += m.byte_len() as u64;
                 pending.push_back(m);
@@ -297,12 +303,25 @@ impl Subscriber {
             .collect()
     }
 
+    /// The next message taken from the ring in a batch (blocking mode), if any is
+    /// already there: one release of ring slots per batch instead of one per message,
+    /// so the consumer does not pull the ring's shared cache line from the I/O thread
+    /// for every message it takes.
+    fn take_batch(&mut self) -> Option<Message> {
+        if let Some(m) = self.pending.pop_front() {
+            return Some(m);
+        }
+        let pending = &mut self.pending;
+        self.inbound.pop_batch(RECV_BATCH, |m| pending.push_back(m));
+        self.pending.pop_front()
+    }
+
     /// Waits for the next message.
     pub fn recv(&mut self) -> Result<Message, Error> {
         if self.reads_groups() {
             return self.poll_until(None).map(|m| m.expect("no deadline"));
         }
-        if let Some(m) = self.pending.pop_front() {
+        if let Some(m) = self.take_batch() {
             return Ok(m);
         }
         self.inbound.pop().map_err(|_| Error::Closed)
@@ -313,7 +332,7 @@ impl Subscriber {
         if self.reads_groups() {
             return self.poll_until(Some(timeout));
         }
-        if let Some(m) = self.pending.pop_front() {
+        if let Some(m) = self.take_batch() {
             return Ok(Some(m));
         }
         match self.inbound.pop_timeout(timeout) {
