@@ -533,7 +533,7 @@ impl<T: ItemSize> MpscProducer<T> {
 
     /// Pushes the item `item` builds in its slot (see [`Emplace`]), applying the ring's
     /// [`OverflowPolicy`] if it is full.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn push_emplace<E: Emplace<T>>(&self, item: E) -> Result<(), PushError<E>> {
         let shared = &*self.shared;
         let Core::Stamped(ring) = &shared.core else {

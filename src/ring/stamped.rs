@@ -70,7 +70,7 @@ impl<T> StampedRing<T> {
 
     /// Pushes `item`, built in its slot. When full: with eviction on, evicts the oldest
     /// item (handing it to `evicted`) and retries; otherwise hands the item back.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn push<E: Emplace<T>>(
         &self,
         item: E,

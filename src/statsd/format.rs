@@ -184,6 +184,16 @@ impl Out for Vec<u8> {
     }
 }
 
+/// What a line carries after its `:`. An enum rather than a closure: the closure was
+/// left out of line, a call per metric.
+#[derive(Clone, Copy)]
+enum LineValue {
+    /// The metric's own value.
+    Metric,
+    /// `0`: the reset line sent before a negative gauge set.
+    Zero,
+}
+
 /// Bytes the line syntax reserves in names and tags.
 const fn reserved_table(extra: &[u8]) -> [bool; 256] {
     let mut t = [false; 256];
@@ -490,14 +500,11 @@ impl Encoder {
     ) -> Result<(), MetricError> {
         if let Value::Gauge(v) = m.value {
             if v < 0.0 && self.flavour != Flavour::DogStatsd {
-                self.line(o, m, rate, |o| {
-                    o.put_byte(b'0');
-                    Ok(())
-                })?;
+                self.line(o, m, rate, LineValue::Zero)?;
                 o.put_byte(b'\n');
             }
         }
-        self.line(o, m, rate, |o| self.put_value(o, &m.value))
+        self.line(o, m, rate, LineValue::Metric)
     }
 
     #[inline(always)]
@@ -521,16 +528,13 @@ impl Encoder {
     }
 
     #[inline(always)]
-    fn line<O: Out + ?Sized, V>(
+    fn line<O: Out + ?Sized>(
         &self,
         o: &mut O,
         m: &Metric<'_>,
         rate: u64,
-        value: V,
-    ) -> Result<(), MetricError>
-    where
-        V: FnOnce(&mut O) -> Result<(), MetricError>,
-    {
+        value: LineValue,
+    ) -> Result<(), MetricError> {
         o.put(&self.prefix);
         put_checked(o, m.name, Part::Name, &RESERVED, self.sanitize)?;
         let telegraf = self.flavour == Flavour::Telegraf;
@@ -539,7 +543,10 @@ impl Encoder {
             self.put_tag_list(o, m.tags, true)?;
         }
         o.put_byte(b':');
-        value(o)?;
+        match value {
+            LineValue::Metric => self.put_value(o, &m.value)?,
+            LineValue::Zero => o.put_byte(b'0'),
+        }
         o.put_byte(b'|');
         o.put(m.value.type_code());
         if rate != RATE_ONE {
