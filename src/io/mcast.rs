@@ -201,6 +201,10 @@ impl McastTx {
     pub(crate) fn stats(&self) -> SenderStats {
         self.sender.stats()
     }
+
+    pub(crate) fn kernel_drops(&mut self) -> u64 {
+        self.socket.kernel_drops()
+    }
 }
 
 /// A subscriber's membership: its [`Receiver`], the socket, the optional loss generator
@@ -283,7 +287,12 @@ impl McastRx {
             } else {
                 BATCH
             };
-            match self.socket.recv_up_to(&mut self.batch, max) {
+            let read = if max == 1 {
+                self.socket.recv_one(&mut self.batch)
+            } else {
+                self.socket.recv_batch(&mut self.batch)
+            };
+            match read {
                 Ok(0) => {
                     self.read_one = self.read_by_user;
                     break;
@@ -374,6 +383,10 @@ impl McastRx {
 
     pub(crate) fn loss_stats(&self) -> Option<LossStats> {
         self.loss.as_ref().map(LossGenerator::stats)
+    }
+
+    pub(crate) fn kernel_drops(&mut self) -> u64 {
+        self.socket.kernel_drops()
     }
 
     pub(crate) fn truncated(&self) -> u64 {

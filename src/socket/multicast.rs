@@ -213,7 +213,7 @@ pub(crate) fn join_rx(
 }
 
 pub(crate) fn sender_stats(tx: &Mutex<McastTx>) -> MulticastSenderStats {
-    let tx = crate::io::lock(tx);
+    let mut tx = crate::io::lock(tx);
     MulticastSenderStats {
         endpoint: tx.endpoint().clone(),
         protocol: tx.stats(),
@@ -221,17 +221,17 @@ pub(crate) fn sender_stats(tx: &Mutex<McastTx>) -> MulticastSenderStats {
             .counters
             .send_errors
             .load(std::sync::atomic::Ordering::Relaxed),
-        kernel_drops: tx.socket().kernel_drops,
+        kernel_drops: tx.kernel_drops(),
     }
 }
 
 pub(crate) fn receiver_stats(rx: &Mutex<McastRx>) -> MulticastReceiverStats {
     use std::sync::atomic::Ordering::Relaxed;
-    let rx = crate::io::lock(rx);
+    let mut rx = crate::io::lock(rx);
     MulticastReceiverStats {
         endpoint: rx.endpoint().clone(),
         protocol: rx.receiver_stats(),
-        kernel_drops: rx.socket().kernel_drops,
+        kernel_drops: rx.kernel_drops(),
         truncated: rx.truncated(),
         filtered: rx.filtered,
         loss: rx.loss_stats(),
