@@ -233,6 +233,11 @@ pub(crate) struct McastRx {
     /// After one arrives, the read after it asks for a whole batch again, so that a burst
     /// is read in batches.
     read_one: bool,
+    /// The receiver's earliest timer (a NAK due, a gap to give up) as of the last time it
+    /// changed here: a read that finds nothing runs the timers only once this has passed,
+    /// instead of walking every publisher's session on each empty poll. The I/O thread
+    /// runs them, too, on the deadline it plans.
+    timers_due: Option<Instant>,
 }
 
 impl McastRx {
@@ -257,6 +262,7 @@ impl McastRx {
             counters: McastCounters::default(),
             read_by_user,
             read_one: false,
+            timers_due: None,
         }
     }
 
@@ -281,6 +287,7 @@ impl McastRx {
         deliver: &mut dyn FnMut(Message),
     ) -> usize {
         let mut delivered = 0;
+        let mut heard = false;
         while delivered < limit {
             let max = if self.read_by_user && self.read_one {
                 1
@@ -298,6 +305,7 @@ impl McastRx {
                     break;
                 }
                 Ok(n) => {
+                    heard = true;
                     self.read_one = self.read_by_user && max == BATCH && n == 1;
                     // The batch's datagrams are copied back to back into one buffer, and
                     // every delivered frame is a slice of it: one buffer per batch
@@ -330,7 +338,12 @@ impl McastRx {
                 }
             }
         }
-        self.send_naks(now);
+        // Datagrams set timers (a gap found, a NAK due at once); with none, only a timer
+        // that came due can have something to send.
+        if heard || self.timers_due.is_some_and(|due| due <= now) {
+            self.send_naks(now);
+            self.timers_due = self.receiver.poll_timeout();
+        }
         delivered
     }
 
@@ -366,6 +379,7 @@ impl McastRx {
         self.receiver.handle_timeout(now);
         let delivered = self.release(now, deliver);
         self.send_naks(now);
+        self.timers_due = self.receiver.poll_timeout();
         delivered
     }
 
