@@ -57,9 +57,10 @@ pub(crate) struct McastTx {
     /// The deadline the I/O thread last planned for; a send that needs an earlier one
     /// must wake it.
     pub(crate) planned_deadline: Option<Instant>,
-    /// When the last `send` returned: a send after a gap of [`BURST_GAP`] or more goes
-    /// at once instead of opening a linger.
-    last_send: Option<Instant>,
+    /// [`BURST_GAP`] after the last `send` returned: a send from then on goes at once
+    /// instead of opening a linger. (Kept as the instant, not the time of the send: a
+    /// comparison per send instead of a subtraction.)
+    burst_until: Option<Instant>,
 }
 
 impl McastTx {
@@ -74,7 +75,7 @@ impl McastTx {
             batch: RecvBatch::new(),
             counters: McastCounters::default(),
             planned_deadline: None,
-            last_send: None,
+            burst_until: None,
         }
     }
 
@@ -90,11 +91,7 @@ impl McastTx {
     /// must be woken to honour an earlier deadline (a linger that just started).
     pub(crate) fn send(&mut self, frames: &[Bytes], now: Instant) -> Result<bool, SendError> {
         self.sender.send_message(frames, now)?;
-        let gap = BURST_GAP.min(self.sender.config().linger);
-        if self
-            .last_send
-            .is_none_or(|t| now.saturating_duration_since(t) >= gap)
-        {
+        if self.burst_until.is_none_or(|t| now >= t) {
             // Not in a burst: nothing to pack with, so waiting would only add latency.
             self.sender.flush();
         }
@@ -102,7 +99,8 @@ impl McastTx {
         // next send counts from its end, or every send after a full datagram would look
         // like the start of a new burst.
         let wrote = self.sender.transmit_due(now) && self.transmit(now);
-        self.last_send = Some(if wrote { Instant::now() } else { now });
+        let end = if wrote { Instant::now() } else { now };
+        self.burst_until = end.checked_add(BURST_GAP.min(self.sender.config().linger));
         let due = self.sender.poll_timeout();
         Ok(match (due, self.planned_deadline) {
             (Some(due), Some(planned)) => due < planned,
