@@ -336,10 +336,18 @@ impl McastRx {
                 }
             }
         }
-        // Datagrams set timers (a gap found, a NAK due at once); with none, only a timer
-        // that came due can have something to send.
-        if heard || self.timers_due.is_some_and(|due| due <= now) {
+        // Datagrams queue the NAKs due at once (a gap found with no NAK delay) and set
+        // timers; the timers already set need running only once the earliest is due.
+        if heard {
+            while let Some(len) = self.receiver.poll_queued_nak(&mut self.nak_buf) {
+                self.send_nak(len);
+            }
+        }
+        let due = self.timers_due.is_some_and(|due| due <= now);
+        if due {
             self.send_naks(now);
+        }
+        if heard || due {
             self.timers_due = self.receiver.poll_timeout();
         }
         delivered
@@ -365,11 +373,16 @@ impl McastRx {
         delivered
     }
 
+    /// Runs the receiver's timers and sends the NAKs they, or earlier datagrams, queued.
     fn send_naks(&mut self, now: Instant) {
         while let Some(len) = self.receiver.poll_transmit(now, &mut self.nak_buf) {
-            if self.socket.send_batch(&[&self.nak_buf[..len]]).is_err() {
-                self.counters.send_errors.fetch_add(1, Ordering::Relaxed);
-            }
+            self.send_nak(len);
+        }
+    }
+
+    fn send_nak(&mut self, len: usize) {
+        if self.socket.send_batch(&[&self.nak_buf[..len]]).is_err() {
+            self.counters.send_errors.fetch_add(1, Ordering::Relaxed);
         }
     }
 
