@@ -134,6 +134,11 @@ impl McastTx {
                     Some(len) => {
                         self.lens[self.out.len()] = len;
                         self.out.push(buf);
+                        // Nothing more due (the usual case after one send): go to the
+                        // system call now rather than poll the sender again first.
+                        if !self.sender.transmit_due(now) {
+                            break;
+                        }
                     }
                     None => {
                         self.spare.push(buf);
@@ -146,14 +151,16 @@ impl McastTx {
             }
             wrote = true;
             let full = self.out.len() == SEND_BATCH;
-            let mut slices: [&[u8]; SEND_BATCH] = [&[]; SEND_BATCH];
-            for ((slot, datagram), &len) in slices.iter_mut().zip(&self.out).zip(&self.lens) {
-                *slot = &datagram[..len];
+            let sent = if let [datagram] = &self.out[..] {
+                self.socket.send_batch(&[&datagram[..self.lens[0]]])
+            } else {
+                let mut slices: [&[u8]; SEND_BATCH] = [&[]; SEND_BATCH];
+                for ((slot, datagram), &len) in slices.iter_mut().zip(&self.out).zip(&self.lens) {
+                    *slot = &datagram[..len];
+                }
+                self.socket.send_batch(&slices[..self.out.len()])
             }
-            let sent = self
-                .socket
-                .send_batch(&slices[..self.out.len()])
-                .unwrap_or_default();
+            .unwrap_or_default();
             let failed = (self.out.len() - sent) as u64;
             if failed > 0 {
                 self.counters
@@ -315,11 +322,15 @@ impl McastRx {
                     for (datagram, _) in self.batch.datagrams() {
                         self.arena.extend_from_slice(datagram);
                     }
-                    let all = self.arena.split().freeze();
-                    let mut at = 0;
+                    let mut rest = self.arena.split().freeze();
                     for (datagram, from) in self.batch.datagrams() {
-                        let bytes = all.slice(at..at + datagram.len());
-                        at += datagram.len();
+                        // The last datagram takes what is left instead of a slice of
+                        // it: a datagram read alone costs no reference count of its own.
+                        let bytes = if datagram.len() == rest.len() {
+                            std::mem::take(&mut rest)
+                        } else {
+                            rest.split_to(datagram.len())
+                        };
                         match &mut self.loss {
                             None => self.receiver.handle_datagram_bytes(now, bytes, from),
                             Some(loss) => loss.push(now, (bytes, from)),
