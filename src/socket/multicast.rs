@@ -115,7 +115,9 @@ pub struct MulticastReceiverStats {
     pub protocol: ReceiverStats,
     /// Datagrams the kernel dropped before volley could read them (`SO_RXQ_OVFL`). The
     /// kernel reports drops with the next datagram it does queue, so the drops at the end
-    /// of a burst show once the next datagram (a heartbeat at the latest) arrives.
+    /// of a burst show once the next datagram (a heartbeat at the latest) arrives; after a
+    /// busy-polling subscriber read datagrams one at a time (which carry no report), the
+    /// count is asked of the kernel when these counters are read, and is current then.
     pub kernel_drops: u64,
     /// Datagrams larger than the receive buffer, dropped.
     pub truncated: u64,
