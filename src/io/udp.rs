@@ -10,6 +10,9 @@
 //!
 //! Reads use `recvmmsg` (up to [`BATCH`] datagrams per system call) and writes `sendmmsg`:
 //! at millions of small messages per second the system call, not the copy, is the cost.
+//! A busy-polling reader that expects one datagram at a time uses a plain `recvfrom`
+//! instead ([`McastSocket::recv_one`]): its empty polls are what it mostly does, and
+//! `recvfrom` spares the kernel a message header to copy in on each.
 
 use std::io;
 use std::mem::{self, MaybeUninit};
