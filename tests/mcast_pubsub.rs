@@ -315,6 +315,42 @@ fn busy_poll_reads_the_group_on_the_receiving_thread() {
 }
 
 #[test]
+fn a_busy_polling_subscriber_repairs_loss_in_reliable_mode() {
+    // Messages one at a time: the busy-polling thread reads datagram by datagram and must
+    // itself notice the gaps and send the NAKs whose random delay ran out while it polled.
+    let ep = endpoint();
+    let mut lossy = options();
+    lossy.recv_mode = RecvMode::BusyPoll;
+    lossy.multicast = lossy.multicast.reliable();
+    lossy.multicast.loss = LossConfig::drop_rate(0.10, 11);
+    lossy.multicast.loss.pattern = vec![false; 1];
+    let mut reliable = options();
+    reliable.multicast = reliable.multicast.reliable();
+    let mut sub = subscriber(&ep, "", lossy);
+    let mut publisher = publisher(&ep, reliable);
+    publisher.send(Message::from_parts(["t", "start"])).unwrap();
+    assert_eq!(recv_n(&mut sub, 1)[0].frames()[1].as_ref(), b"start");
+    let n = 300u64;
+    let echo = std::thread::spawn(move || {
+        let got: Vec<u64> = recv_n(&mut sub, n as usize).iter().map(number).collect();
+        (got, sub.multicast_stats())
+    });
+    for i in 0..n {
+        publisher
+            .send(Message::from_parts(["t".to_string(), i.to_string()]))
+            .unwrap();
+        std::thread::sleep(Duration::from_micros(100));
+    }
+    let (got, stats) = echo.join().unwrap();
+    assert_eq!(got, (0..n).collect::<Vec<_>>());
+    let total = stats[0].protocol.total();
+    assert!(stats[0].loss.as_ref().unwrap().dropped > 0);
+    assert!(total.naks_sent > 0, "{total:?}");
+    assert_eq!(total.lost_messages, 0);
+    assert_eq!(stats[0].kernel_drops, 0);
+}
+
+#[test]
 fn garbage_datagrams_are_counted_and_ignored() {
     let ep = endpoint();
     let mut sub = subscriber(&ep, "", options());

@@ -57,9 +57,10 @@ pub(crate) struct McastTx {
     /// The deadline the I/O thread last planned for; a send that needs an earlier one
     /// must wake it.
     pub(crate) planned_deadline: Option<Instant>,
-    /// When the last `send` returned: a send after a gap of [`BURST_GAP`] or more goes
-    /// at once instead of opening a linger.
-    last_send: Option<Instant>,
+    /// [`BURST_GAP`] after the last `send` returned: a send from then on goes at once
+    /// instead of opening a linger. (Kept as the instant, not the time of the send: a
+    /// comparison per send instead of a subtraction.)
+    burst_until: Option<Instant>,
 }
 
 impl McastTx {
@@ -74,7 +75,7 @@ impl McastTx {
             batch: RecvBatch::new(),
             counters: McastCounters::default(),
             planned_deadline: None,
-            last_send: None,
+            burst_until: None,
         }
     }
 
@@ -90,11 +91,7 @@ impl McastTx {
     /// must be woken to honour an earlier deadline (a linger that just started).
     pub(crate) fn send(&mut self, frames: &[Bytes], now: Instant) -> Result<bool, SendError> {
         self.sender.send_message(frames, now)?;
-        let gap = BURST_GAP.min(self.sender.config().linger);
-        if self
-            .last_send
-            .is_none_or(|t| now.saturating_duration_since(t) >= gap)
-        {
+        if self.burst_until.is_none_or(|t| now >= t) {
             // Not in a burst: nothing to pack with, so waiting would only add latency.
             self.sender.flush();
         }
@@ -102,7 +99,8 @@ impl McastTx {
         // next send counts from its end, or every send after a full datagram would look
         // like the start of a new burst.
         let wrote = self.sender.transmit_due(now) && self.transmit(now);
-        self.last_send = Some(if wrote { Instant::now() } else { now });
+        let end = if wrote { Instant::now() } else { now };
+        self.burst_until = end.checked_add(BURST_GAP.min(self.sender.config().linger));
         let due = self.sender.poll_timeout();
         Ok(match (due, self.planned_deadline) {
             (Some(due), Some(planned)) => due < planned,
@@ -136,6 +134,11 @@ impl McastTx {
                     Some(len) => {
                         self.lens[self.out.len()] = len;
                         self.out.push(buf);
+                        // Nothing more due (the usual case after one send): go to the
+                        // system call now rather than poll the sender again first.
+                        if !self.sender.transmit_due(now) {
+                            break;
+                        }
                     }
                     None => {
                         self.spare.push(buf);
@@ -148,14 +151,16 @@ impl McastTx {
             }
             wrote = true;
             let full = self.out.len() == SEND_BATCH;
-            let mut slices: [&[u8]; SEND_BATCH] = [&[]; SEND_BATCH];
-            for ((slot, datagram), &len) in slices.iter_mut().zip(&self.out).zip(&self.lens) {
-                *slot = &datagram[..len];
+            let sent = if let [datagram] = &self.out[..] {
+                self.socket.send_batch(&[&datagram[..self.lens[0]]])
+            } else {
+                let mut slices: [&[u8]; SEND_BATCH] = [&[]; SEND_BATCH];
+                for ((slot, datagram), &len) in slices.iter_mut().zip(&self.out).zip(&self.lens) {
+                    *slot = &datagram[..len];
+                }
+                self.socket.send_batch(&slices[..self.out.len()])
             }
-            let sent = self
-                .socket
-                .send_batch(&slices[..self.out.len()])
-                .unwrap_or_default();
+            .unwrap_or_default();
             let failed = (self.out.len() - sent) as u64;
             if failed > 0 {
                 self.counters
@@ -201,6 +206,10 @@ impl McastTx {
     pub(crate) fn stats(&self) -> SenderStats {
         self.sender.stats()
     }
+
+    pub(crate) fn kernel_drops(&mut self) -> u64 {
+        self.socket.kernel_drops()
+    }
 }
 
 /// A subscriber's membership: its [`Receiver`], the socket, the optional loss generator
@@ -229,6 +238,11 @@ pub(crate) struct McastRx {
     /// After one arrives, the read after it asks for a whole batch again, so that a burst
     /// is read in batches.
     read_one: bool,
+    /// The receiver's earliest timer (a NAK due, a gap to give up) as of the last time it
+    /// changed here: a read that finds nothing runs the timers only once this has passed,
+    /// instead of walking every publisher's session on each empty poll. The I/O thread
+    /// runs them, too, on the deadline it plans.
+    timers_due: Option<Instant>,
 }
 
 impl McastRx {
@@ -253,6 +267,7 @@ impl McastRx {
             counters: McastCounters::default(),
             read_by_user,
             read_one: false,
+            timers_due: None,
         }
     }
 
@@ -277,18 +292,25 @@ impl McastRx {
         deliver: &mut dyn FnMut(Message),
     ) -> usize {
         let mut delivered = 0;
+        let mut heard = false;
         while delivered < limit {
             let max = if self.read_by_user && self.read_one {
                 1
             } else {
                 BATCH
             };
-            match self.socket.recv_up_to(&mut self.batch, max) {
+            let read = if max == 1 {
+                self.socket.recv_one(&mut self.batch)
+            } else {
+                self.socket.recv_batch(&mut self.batch)
+            };
+            match read {
                 Ok(0) => {
                     self.read_one = self.read_by_user;
                     break;
                 }
                 Ok(n) => {
+                    heard = true;
                     self.read_one = self.read_by_user && max == BATCH && n == 1;
                     // The batch's datagrams are copied back to back into one buffer, and
                     // every delivered frame is a slice of it: one buffer per batch
@@ -300,11 +322,15 @@ impl McastRx {
                     for (datagram, _) in self.batch.datagrams() {
                         self.arena.extend_from_slice(datagram);
                     }
-                    let all = self.arena.split().freeze();
-                    let mut at = 0;
+                    let mut rest = self.arena.split().freeze();
                     for (datagram, from) in self.batch.datagrams() {
-                        let bytes = all.slice(at..at + datagram.len());
-                        at += datagram.len();
+                        // The last datagram takes what is left instead of a slice of
+                        // it: a datagram read alone costs no reference count of its own.
+                        let bytes = if datagram.len() == rest.len() {
+                            std::mem::take(&mut rest)
+                        } else {
+                            rest.split_to(datagram.len())
+                        };
                         match &mut self.loss {
                             None => self.receiver.handle_datagram_bytes(now, bytes, from),
                             Some(loss) => loss.push(now, (bytes, from)),
@@ -321,7 +347,20 @@ impl McastRx {
                 }
             }
         }
-        self.send_naks(now);
+        // Datagrams queue the NAKs due at once (a gap found with no NAK delay) and set
+        // timers; the timers already set need running only once the earliest is due.
+        if heard {
+            while let Some(len) = self.receiver.poll_queued_nak(&mut self.nak_buf) {
+                self.send_nak(len);
+            }
+        }
+        let due = self.timers_due.is_some_and(|due| due <= now);
+        if due {
+            self.send_naks(now);
+        }
+        if heard || due {
+            self.timers_due = self.receiver.poll_timeout();
+        }
         delivered
     }
 
@@ -345,11 +384,16 @@ impl McastRx {
         delivered
     }
 
+    /// Runs the receiver's timers and sends the NAKs they, or earlier datagrams, queued.
     fn send_naks(&mut self, now: Instant) {
         while let Some(len) = self.receiver.poll_transmit(now, &mut self.nak_buf) {
-            if self.socket.send_batch(&[&self.nak_buf[..len]]).is_err() {
-                self.counters.send_errors.fetch_add(1, Ordering::Relaxed);
-            }
+            self.send_nak(len);
+        }
+    }
+
+    fn send_nak(&mut self, len: usize) {
+        if self.socket.send_batch(&[&self.nak_buf[..len]]).is_err() {
+            self.counters.send_errors.fetch_add(1, Ordering::Relaxed);
         }
     }
 
@@ -357,6 +401,7 @@ impl McastRx {
         self.receiver.handle_timeout(now);
         let delivered = self.release(now, deliver);
         self.send_naks(now);
+        self.timers_due = self.receiver.poll_timeout();
         delivered
     }
 
@@ -374,6 +419,10 @@ impl McastRx {
 
     pub(crate) fn loss_stats(&self) -> Option<LossStats> {
         self.loss.as_ref().map(LossGenerator::stats)
+    }
+
+    pub(crate) fn kernel_drops(&mut self) -> u64 {
+        self.socket.kernel_drops()
     }
 
     pub(crate) fn truncated(&self) -> u64 {

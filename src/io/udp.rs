@@ -10,6 +10,9 @@
 //!
 //! Reads use `recvmmsg` (up to [`BATCH`] datagrams per system call) and writes `sendmmsg`:
 //! at millions of small messages per second the system call, not the copy, is the cost.
+//! A busy-polling reader that expects one datagram at a time uses a plain `recvfrom`
+//! instead ([`McastSocket::recv_one`]): its empty polls are what it mostly does, and
+//! `recvfrom` spares the kernel a message header to copy in on each.
 
 use std::io;
 use std::mem::{self, MaybeUninit};
@@ -33,8 +36,11 @@ pub(crate) struct McastSocket {
     pub(crate) recv_buffer: usize,
     /// The kernel's cumulative drop count from the last `SO_RXQ_OVFL` message.
     last_overflow: Option<u32>,
-    /// Datagrams the kernel dropped on this socket since it opened.
-    pub(crate) kernel_drops: u64,
+    /// Datagrams the kernel dropped on this socket since it opened, as far as counted.
+    kernel_drops: u64,
+    /// A datagram was read by [`recv_one`](Self::recv_one), without the drop count the
+    /// kernel stamps on it: [`kernel_drops`](Self::kernel_drops) asks the kernel.
+    unstamped: bool,
 }
 
 impl McastSocket {
@@ -102,6 +108,7 @@ impl McastSocket {
                 recv_buffer: granted,
                 last_overflow: None,
                 kernel_drops: 0,
+                unstamped: false,
             },
             warning,
         ))
@@ -231,14 +238,7 @@ impl McastSocket {
     /// `Ok(0)` means nothing is waiting. Datagrams larger than the buffer are counted in
     /// `batch.truncated` and skipped.
     pub(crate) fn recv_batch(&mut self, batch: &mut RecvBatch) -> io::Result<usize> {
-        self.recv_up_to(batch, BATCH)
-    }
-
-    /// [`recv_batch`](Self::recv_batch) for at most `max` (1..=[`BATCH`]) datagrams: a
-    /// busy-polling reader that expects one datagram at a time asks for one, which spares
-    /// it setting up the whole vector on every empty poll.
-    pub(crate) fn recv_up_to(&mut self, batch: &mut RecvBatch, max: usize) -> io::Result<usize> {
-        let max = max.clamp(1, BATCH);
+        let max = BATCH;
         batch.count = 0;
         let mut iovecs: [MaybeUninit<libc::iovec>; BATCH] = [MaybeUninit::uninit(); BATCH];
         let mut headers: [MaybeUninit<libc::mmsghdr>; BATCH] = [MaybeUninit::uninit(); BATCH];
@@ -301,13 +301,100 @@ impl McastSocket {
         Ok(n)
     }
 
-    fn account_overflow(&mut self, count: u32) {
-        // The count is cumulative per socket; it is reported only when it changed since
-        // the socket was created, so the first value seen is all drops so far.
-        let previous = self.last_overflow.unwrap_or(0);
-        self.kernel_drops += u64::from(count.wrapping_sub(previous));
-        self.last_overflow = Some(count);
+    /// Reads one datagram into `batch` without waiting, like a
+    /// [`recv_batch`](Self::recv_batch) of one, but with a plain `recvfrom`:
+    /// no message header for the kernel to copy in, which makes a busy-polling reader's
+    /// empty poll a third cheaper (about 340 ns instead of 500 here). The datagram's
+    /// drop stamp (`SO_RXQ_OVFL`) does not come with it, so the drop count is asked
+    /// for instead when it is next read ([`kernel_drops`](Self::kernel_drops)).
+    pub(crate) fn recv_one(&mut self, batch: &mut RecvBatch) -> io::Result<usize> {
+        batch.count = 0;
+        let mut addr_len = mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+        // SAFETY: the buffer is the first DATAGRAM_BUFFER bytes of `batch.buffers`, and the
+        // address slot a sockaddr_storage with its size in `addr_len`: both live across
+        // the call, which writes no more than those lengths. MSG_TRUNC makes it return the
+        // datagram's real length, so a truncated one is recognised.
+        let n = unsafe {
+            libc::recvfrom(
+                self.socket.as_raw_fd(),
+                batch.buffers.as_mut_ptr().cast(),
+                DATAGRAM_BUFFER,
+                libc::MSG_DONTWAIT | libc::MSG_TRUNC,
+                (&mut batch.addrs[0] as *mut libc::sockaddr_storage).cast(),
+                &mut addr_len,
+            )
+        };
+        if n < 0 {
+            let e = io::Error::last_os_error();
+            if e.kind() == io::ErrorKind::WouldBlock {
+                return Ok(0);
+            }
+            return Err(e);
+        }
+        let n = n as usize;
+        self.unstamped = true;
+        batch.lens[0] = if n > DATAGRAM_BUFFER {
+            batch.truncated += 1;
+            None
+        } else {
+            Some(n)
+        };
+        batch.froms[0] = sockaddr_to_std(&batch.addrs[0]);
+        batch.count = 1;
+        Ok(1)
     }
+
+    /// Datagrams the kernel dropped on this socket since it opened. Exact as of the last
+    /// datagram read, or as of now if one was read without its stamp.
+    pub(crate) fn kernel_drops(&mut self) -> u64 {
+        if std::mem::take(&mut self.unstamped) {
+            match drop_count(&self.socket) {
+                Ok(count) => self.account_overflow(count),
+                // Asked again next time: the stamps of later batches carry it, too.
+                Err(_) => self.unstamped = true,
+            }
+        }
+        self.kernel_drops
+    }
+
+    fn account_overflow(&mut self, count: u32) {
+        // The count is cumulative per socket; the kernel stamps a datagram with it only
+        // once it is not zero, so the first value seen is all drops so far. A datagram
+        // queued before the count was last asked for (see `kernel_drops`) carries an
+        // older value: counts never go back, so that is nothing new.
+        let previous = self.last_overflow.unwrap_or(0);
+        let new = count.wrapping_sub(previous);
+        if new > 0 && new < 1 << 31 {
+            self.kernel_drops += u64::from(new);
+            self.last_overflow = Some(count);
+        }
+    }
+}
+
+/// The socket's cumulative drop count, the one `SO_RXQ_OVFL` stamps on datagrams
+/// (`SK_MEMINFO_DROPS` of `SO_MEMINFO`).
+fn drop_count(socket: &UdpSocket) -> io::Result<u32> {
+    const DROPS: usize = libc::SK_MEMINFO_DROPS as usize;
+    let mut info = [0u32; 16];
+    let mut len = mem::size_of_val(&info) as libc::socklen_t;
+    // SAFETY: a valid descriptor, and a buffer of `len` bytes that lives across the call;
+    // the kernel writes at most `len` bytes and stores the length it wrote.
+    let rc = unsafe {
+        libc::getsockopt(
+            socket.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_MEMINFO,
+            info.as_mut_ptr().cast(),
+            &mut len,
+        )
+    };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    if (len as usize) <= DROPS * mem::size_of::<u32>() {
+        return Err(io::Error::other("SO_MEMINFO without a drop count"));
+    }
+    Ok(info[DROPS])
 }
 
 fn bpf(code: u32, jt: u8, jf: u8, k: u32) -> libc::sock_filter {
@@ -472,12 +559,49 @@ mod tests {
         while rx.recv_batch(&mut batch).unwrap() > 0 {
             received += batch.datagrams().count() as u64;
         }
+        let drops = rx.kernel_drops();
         assert!(
-            rx.kernel_drops > 0,
+            drops > 0,
             "nothing dropped: the test proves nothing (received {received}, buffer {})",
             rx.recv_buffer
         );
-        assert_eq!(received + rx.kernel_drops, sent + 1, "received {received}");
+        assert_eq!(received + drops, sent + 1, "received {received}");
+    }
+
+    #[test]
+    fn drops_are_exact_when_datagrams_are_read_one_by_one() {
+        // recv_one reads without the kernel's drop stamps: the count must come from the
+        // kernel at once (no later datagram needed), and a stamp read afterwards must not
+        // count the same drops again.
+        let mut rx = member(0, 1);
+        let tx = member(rx.group().port(), 1 << 20);
+        let datagram = [7u8; 512];
+        let sent = 2_000;
+        for _ in 0..sent {
+            assert_eq!(tx.send_batch(&[&datagram]).unwrap(), 1);
+        }
+        let mut batch = RecvBatch::new();
+        let mut received = 0u64;
+        while rx.recv_one(&mut batch).unwrap() == 1 {
+            let (d, from) = batch.datagrams().next().expect("one datagram");
+            assert_eq!(
+                (d.len(), from.ip()),
+                (512, "127.0.0.1".parse::<IpAddr>().unwrap())
+            );
+            received += 1;
+        }
+        let drops = rx.kernel_drops();
+        assert!(drops > 0, "nothing dropped: the test proves nothing");
+        assert_eq!(received + drops, sent, "received {received}");
+        tx.send_batch(&[&datagram]).unwrap();
+        while rx.recv_batch(&mut batch).unwrap() > 0 {
+            received += batch.datagrams().count() as u64;
+        }
+        assert_eq!(
+            received + rx.kernel_drops(),
+            sent + 1,
+            "received {received}"
+        );
     }
 
     #[test]

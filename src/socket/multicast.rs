@@ -115,7 +115,9 @@ pub struct MulticastReceiverStats {
     pub protocol: ReceiverStats,
     /// Datagrams the kernel dropped before volley could read them (`SO_RXQ_OVFL`). The
     /// kernel reports drops with the next datagram it does queue, so the drops at the end
-    /// of a burst show once the next datagram (a heartbeat at the latest) arrives.
+    /// of a burst show once the next datagram (a heartbeat at the latest) arrives; after a
+    /// busy-polling subscriber read datagrams one at a time (which carry no report), the
+    /// count is asked of the kernel when these counters are read, and is current then.
     pub kernel_drops: u64,
     /// Datagrams larger than the receive buffer, dropped.
     pub truncated: u64,
@@ -213,7 +215,7 @@ pub(crate) fn join_rx(
 }
 
 pub(crate) fn sender_stats(tx: &Mutex<McastTx>) -> MulticastSenderStats {
-    let tx = crate::io::lock(tx);
+    let mut tx = crate::io::lock(tx);
     MulticastSenderStats {
         endpoint: tx.endpoint().clone(),
         protocol: tx.stats(),
@@ -221,17 +223,17 @@ pub(crate) fn sender_stats(tx: &Mutex<McastTx>) -> MulticastSenderStats {
             .counters
             .send_errors
             .load(std::sync::atomic::Ordering::Relaxed),
-        kernel_drops: tx.socket().kernel_drops,
+        kernel_drops: tx.kernel_drops(),
     }
 }
 
 pub(crate) fn receiver_stats(rx: &Mutex<McastRx>) -> MulticastReceiverStats {
     use std::sync::atomic::Ordering::Relaxed;
-    let rx = crate::io::lock(rx);
+    let mut rx = crate::io::lock(rx);
     MulticastReceiverStats {
         endpoint: rx.endpoint().clone(),
         protocol: rx.receiver_stats(),
-        kernel_drops: rx.socket().kernel_drops,
+        kernel_drops: rx.kernel_drops(),
         truncated: rx.truncated(),
         filtered: rx.filtered,
         loss: rx.loss_stats(),

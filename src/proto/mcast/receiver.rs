@@ -25,6 +25,7 @@ use crate::wire::mcast::{
     self, Data, Frame, Heartbeat, MessageFrames, Nak, PackedMessages, NAK_LEN,
 };
 use bytes::{Bytes, BytesMut};
+use std::collections::hash_map::Entry;
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -841,27 +842,29 @@ impl Receiver {
             addr: from,
             session_id,
         };
-        if !sessions.contains_key(&id) {
-            let (seq, msg) = match &frame {
-                Frame::Data(data, _) if data.retransmit => {
-                    // A repair for others is no position to join at.
-                    self.ignored_datagrams += 1;
+        // One lookup per datagram (the entry), not a check and then a fetch.
+        let full = sessions.len() >= ctx.config.max_publishers;
+        let session = match sessions.entry(id) {
+            Entry::Occupied(entry) => entry.into_mut(),
+            Entry::Vacant(entry) => {
+                let (seq, msg) = match &frame {
+                    Frame::Data(data, _) if data.retransmit => {
+                        // A repair for others is no position to join at.
+                        self.ignored_datagrams += 1;
+                        return;
+                    }
+                    // Join at this datagram; a message whose beginning we missed is skipped.
+                    Frame::Data(data, _) if data.begin => (data.seq, data.msg_seq),
+                    Frame::Data(data, _) => (data.seq, data.msg_seq.saturating_add(1)),
+                    Frame::Heartbeat(heartbeat) => (heartbeat.lead_seq, heartbeat.lead_msg),
+                    Frame::Nak(_) => return,
+                };
+                if full {
+                    self.rejected_datagrams += 1;
                     return;
                 }
-                // Join at this datagram; a message whose beginning we missed is skipped.
-                Frame::Data(data, _) if data.begin => (data.seq, data.msg_seq),
-                Frame::Data(data, _) => (data.seq, data.msg_seq.saturating_add(1)),
-                Frame::Heartbeat(heartbeat) => (heartbeat.lead_seq, heartbeat.lead_msg),
-                Frame::Nak(_) => return,
-            };
-            if sessions.len() >= ctx.config.max_publishers {
-                self.rejected_datagrams += 1;
-                return;
+                entry.insert(Session::new(id, seq, msg, now))
             }
-            sessions.insert(id, Session::new(id, seq, msg, now));
-        }
-        let Some(session) = sessions.get_mut(&id) else {
-            return;
         };
         match frame {
             Frame::Data(data, payload) => {
@@ -897,6 +900,21 @@ impl Receiver {
         if self.naks.is_empty() {
             self.handle_timeout(now);
         }
+        self.naks.pop_front().map(|nak| nak.encode(buf))
+    }
+
+    /// Writes the next NAK already queued into `buf` and returns its length, or `None`,
+    /// without running the timers: for a caller that knows none is due (it keeps
+    /// [`Receiver::poll_timeout`]) and only wants what the datagrams it just handled
+    /// asked for at once. [`Receiver::poll_transmit`] does both.
+    ///
+    /// # Panics
+    /// If `buf` is shorter than [`crate::wire::mcast::NAK_LEN`] (32 bytes).
+    pub fn poll_queued_nak(&mut self, buf: &mut [u8]) -> Option<usize> {
+        assert!(
+            buf.len() >= NAK_LEN,
+            "poll_queued_nak needs a buffer of 32 bytes"
+        );
         self.naks.pop_front().map(|nak| nak.encode(buf))
     }
 

@@ -177,7 +177,9 @@ struct Open {
     buf: Vec<u8>,
     first_msg: u64,
     count: u16,
-    opened_at: Instant,
+    /// When the linger runs out: computed once when the datagram opens, so that the
+    /// checks made on every send compare two instants instead of subtracting them.
+    close_at: Instant,
 }
 
 /// A transmitted datagram kept for retransmission.
@@ -295,7 +297,7 @@ impl Sender {
                 buf,
                 first_msg: self.next_msg,
                 count: 0,
-                opened_at: now,
+                close_at: after(now, self.config.linger),
             });
         }
         let open = self.open.as_mut().expect("opened above");
@@ -463,9 +465,7 @@ impl Sender {
             return Some(len);
         }
         if self.ready.is_empty() {
-            let lingered = self.open.as_ref().is_some_and(|open| {
-                now.saturating_duration_since(open.opened_at) >= self.config.linger
-            });
+            let lingered = self.open.as_ref().is_some_and(|open| now >= open.close_at);
             if lingered {
                 self.close_open();
             }
@@ -537,27 +537,20 @@ impl Sender {
             || !self.ready.is_empty()
             || self.heartbeat_now
             || now >= self.heartbeat_due
-            || self.open.as_ref().is_some_and(|open| {
-                now.saturating_duration_since(open.opened_at) >= self.config.linger
-            })
+            || self.open.as_ref().is_some_and(|open| now >= open.close_at)
     }
 
     /// The next instant something becomes due without new input (a lingering datagram
     /// or a heartbeat). Datagrams already due are reported by
     /// [`Sender::poll_transmit`], which the caller runs after every input.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        let linger = self
-            .open
-            .as_ref()
-            .map(|open| open.opened_at + self.config.linger);
+        let linger = self.open.as_ref().map(|open| open.close_at);
         Some(linger.map_or(self.heartbeat_due, |at| at.min(self.heartbeat_due)))
     }
 
     /// Advances timers to `now`; follow with [`Sender::poll_transmit`].
     pub fn handle_timeout(&mut self, now: Instant) {
-        let lingered = self.open.as_ref().is_some_and(|open| {
-            now.saturating_duration_since(open.opened_at) >= self.config.linger
-        });
+        let lingered = self.open.as_ref().is_some_and(|open| now >= open.close_at);
         if lingered {
             self.close_open();
         }
@@ -572,4 +565,12 @@ impl Sender {
             ..self.stats.clone()
         }
     }
+}
+
+/// `now + d`, or as late as an `Instant` goes when that overflows (a linger so long it
+/// never runs out).
+fn after(now: Instant, d: Duration) -> Instant {
+    now.checked_add(d)
+        .or_else(|| now.checked_add(Duration::from_secs(u64::from(u32::MAX))))
+        .unwrap_or(now)
 }

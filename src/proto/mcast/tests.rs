@@ -712,6 +712,57 @@ fn crossing_naks_cost_one_retransmission() {
 const DEFAULT_HOLDOFF_PLUS: Duration = Duration::from_micros(300);
 
 #[test]
+fn poll_queued_nak_gives_the_naks_due_at_once_and_runs_no_timer() {
+    let now = Instant::now();
+    let mut sender = Sender::new(reliable_sender(), 9, now).unwrap();
+    let mut buf = vec![0u8; 1400];
+    let mut datagrams = Vec::new();
+    for _ in 0..3 {
+        sender.send_message(&[b"m"], now).unwrap();
+        sender.flush();
+    }
+    while let Some(len) = sender.poll_transmit(now, &mut buf) {
+        datagrams.push(buf[..len].to_vec());
+    }
+    assert_eq!(datagrams.len(), 3);
+    let at_once = ReceiverConfig {
+        nak_delay_max: Duration::ZERO,
+        ..reliable_receiver()
+    };
+    let delayed = ReceiverConfig {
+        nak_delay_min: Duration::from_micros(100),
+        nak_delay_max: Duration::from_micros(200),
+        ..reliable_receiver()
+    };
+    let from = addr(1, 7000);
+    let mut nak = [0u8; 32];
+    for (config, immediate) in [(at_once, true), (delayed, false)] {
+        let mut receiver = Receiver::new(config, now).unwrap();
+        receiver.handle_datagram(now, &datagrams[0], from);
+        receiver.handle_datagram(now, &datagrams[2], from); // 1 is missing
+        if immediate {
+            let len = receiver
+                .poll_queued_nak(&mut nak)
+                .expect("a NAK due at once");
+            let Ok(Frame::Nak(n)) = wire::decode(&nak[..len]) else {
+                panic!("not a NAK")
+            };
+            assert_eq!((n.session_id, n.start_seq, n.len), (9, 1, 1));
+            assert_eq!(receiver.poll_queued_nak(&mut nak), None);
+        } else {
+            assert_eq!(receiver.poll_queued_nak(&mut nak), None, "timer run early");
+            let due = receiver.poll_timeout().expect("a NAK timer");
+            assert!(due > now);
+            assert_eq!(receiver.poll_queued_nak(&mut nak), None);
+            assert!(
+                receiver.poll_transmit(due, &mut nak).is_some(),
+                "the timer's NAK"
+            );
+        }
+    }
+}
+
+#[test]
 fn data_older_than_the_trail_is_unrecoverable_and_not_waited_for() {
     // A retransmit buffer of 4 datagrams; datagram 2 is lost for good (every copy).
     let sender = SenderConfig {
