@@ -225,16 +225,12 @@ impl<T: ItemSize> Shared<T> {
         item: E,
         mut try_push: impl FnMut(E) -> Result<(), E>,
     ) -> Result<(), PushError<E>> {
-        // One load for both reasons not to push into the core (as on the SPSC plain path);
-        // the flags behind it decide which.
-        if self.detour.load(Ordering::Acquire) != 0 {
-            if self.consumer_gone() {
-                bump(&self.counters.rejected_closed);
-                return Err(PushError::Closed(item));
-            }
-            if self.is_buffering() {
-                return self.push_overflow(item);
-            }
+        if self.consumer_gone() {
+            bump(&self.counters.rejected_closed);
+            return Err(PushError::Closed(item));
+        }
+        if self.is_buffering() {
+            return self.push_overflow(item);
         }
         match try_push(item) {
             Ok(()) => {
@@ -601,8 +597,7 @@ impl<T> Drop for MpscProducer<T> {
 pub struct Consumer<T> {
     shared: Arc<Shared<T>>,
     fast: FastConsumer,
-    /// The ring's fast core when `shared.plain_pop` holds (as [`Producer`]'s `plain`),
-    /// and `None` while the consumer holds overflow items.
+    /// The ring's fast core when `shared.plain_pop` holds (as [`Producer`]'s `plain`).
     plain: Option<NonNull<FastRing<T>>>,
     /// Overflow items taken from under the lock in one go; older than anything the ring
     /// holds, so they are served first.
@@ -682,17 +677,20 @@ impl<T: ItemSize> Consumer<T> {
             // SAFETY: `plain` points at the fast core inside `self.shared`, alive as long
             // as `self`.
             let ring = unsafe { ring.as_ref() };
-            if let Some(item) = ring.try_pop(&mut self.fast) {
-                return Ok(item);
-            }
-            // Empty as of the tail just loaded. Loading it again right away (as the
-            // general path would) takes the tail's cache line from a producer that is
-            // pushing, once more per empty poll: a consumer that keeps up would slow the
-            // producer it waits for. Only the overflow queue and the close need a look,
-            // and both live on lines that producers do not write per push.
-            let shared = &*self.shared;
-            if shared.overflow_queued.load(Ordering::Acquire) == 0 && !shared.producers_gone() {
-                return Err(TryPopError::Empty);
+            // Overflow items the consumer already took are older than the ring's.
+            if self.overflow_batch.is_empty() {
+                if let Some(item) = ring.try_pop(&mut self.fast) {
+                    return Ok(item);
+                }
+                // Empty as of the tail just loaded. Loading it again right away (as the
+                // general path would) takes the tail's cache line from a producer that is
+                // pushing, once more per empty poll: a consumer that keeps up would slow
+                // the producer it waits for. Only the overflow queue and the close need a
+                // look, and both live on lines that producers do not write per push.
+                let shared = &*self.shared;
+                if shared.overflow_queued.load(Ordering::Acquire) == 0 && !shared.producers_gone() {
+                    return Err(TryPopError::Empty);
+                }
             }
         }
         self.try_pop_general()
@@ -865,11 +863,6 @@ impl<T: ItemSize> Consumer<T> {
         }
         let n = queue.len().min(OVERFLOW_BATCH);
         self.overflow_batch.extend(queue.drain(..n));
-        if !self.overflow_batch.is_empty() {
-            // Overflow items the consumer holds are older than the ring's: pops take the
-            // general path until they are gone, so the plain one need not check.
-            self.plain = None;
-        }
         shared.overflow_queued.store(queue.len(), Ordering::Release);
         if queue.is_empty() {
             shared.detour.fetch_and(!DETOUR_BUFFERING, Ordering::AcqRel);
@@ -880,9 +873,6 @@ impl<T: ItemSize> Consumer<T> {
 
     fn take_from_overflow_batch(&mut self) -> Option<T> {
         let item = self.overflow_batch.pop_front()?;
-        if self.overflow_batch.is_empty() {
-            self.plain = self.shared.plain_core(self.shared.plain_pop);
-        }
         let c = &*self.shared.counters;
         c.buffered_bytes
             .fetch_sub(item.item_size(), Ordering::Relaxed);
