@@ -16,7 +16,8 @@ use super::{
 use crate::io::{lock, Context, DirectSend, McastTx, PeerLink, Role};
 use crate::proto::mcast::SendError;
 use crate::proto::subscriptions::SubscriptionTable;
-use crate::ring::{PushError, RingStats};
+use crate::ring::{OverflowPolicy, PushError, RingStats};
+use crate::wire::zmtp::SocketType;
 
 /// A PUB socket: [`send`](Publisher::send) queues a message for every connected subscriber
 /// whose subscriptions match its first frame (filtering happens here, at the publisher,
@@ -45,6 +46,21 @@ pub struct Publisher {
     /// Multicast groups joined; each gets every message (receivers filter).
     groups: Vec<Arc<Mutex<McastTx>>>,
     options: SocketOptions,
+    routing: Routing,
+    /// Messages no peer could take because none was connected (round-robin routing).
+    unrouted_drops: u64,
+}
+
+/// Where a message goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Routing {
+    /// To every peer whose subscriptions match its topic (PUB).
+    Subscriptions,
+    /// To one peer, the next in turn that has room (PUSH).
+    RoundRobin {
+        /// Index into `peers` of the peer to try first.
+        next: usize,
+    },
 }
 
 struct Peer {
@@ -138,9 +154,24 @@ impl Publisher {
 
     /// A publisher with `options` on `context`.
     pub fn with_options(context: &Context, options: SocketOptions) -> Result<Publisher, Error> {
+        Publisher::open(context, options, SocketType::Pub, Routing::Subscriptions)
+    }
+
+    /// The sending socket of `socket_type`, routing as `routing` says.
+    pub(crate) fn open(
+        context: &Context,
+        options: SocketOptions,
+        socket_type: SocketType,
+        routing: Routing,
+    ) -> Result<Publisher, Error> {
         check_capacity(&options)?;
         let (tx, attach) = crossbeam_channel::unbounded();
-        let handle = SocketHandle::open(context, Role::Publisher { attach: tx }, options.clone())?;
+        let handle = SocketHandle::open(
+            context,
+            Role::Publisher { attach: tx },
+            socket_type,
+            options.clone(),
+        )?;
         Ok(Publisher {
             handle,
             attach,
@@ -150,6 +181,8 @@ impl Publisher {
             attached_seen: 0,
             groups: Vec::new(),
             options,
+            routing,
+            unrouted_drops: 0,
         })
     }
 
@@ -234,6 +267,118 @@ impl Publisher {
             queued += self.send_to_groups(message.get())?;
         }
         Ok(queued)
+    }
+
+    /// Hands `message` to one peer: the first, starting at the one after the last that
+    /// took a message, whose connection or queue has room. When every peer is full, the
+    /// next in turn gets it under the overflow policy (which may drop it, evict its
+    /// oldest, buffer it, or wait for room). With no peer connected, Block waits for one
+    /// (up to its timeout) and every other policy drops the message; either way a
+    /// message nobody took is counted in `stats().dropped`. Returns whether a peer
+    /// took it.
+    pub(crate) fn send_round_robin(&mut self, message: Message) -> Result<bool, Error> {
+        self.attach_new_peers();
+        if self.peers.is_empty() {
+            self.retire_closed_peers();
+            if !self.wait_for_a_peer() {
+                self.unrouted_drops += 1;
+                return Ok(false);
+            }
+        }
+        let next = match self.routing {
+            Routing::RoundRobin { next } => next,
+            Routing::Subscriptions => 0,
+        };
+        let mut message = Outgoing::Owned(message);
+        let n = self.peers.len();
+        let start = next % n;
+        let capacity = self.options.queue_capacity;
+        let mut kick = false;
+        let mut any_closed = false;
+        let mut taken = None;
+        // The first live peer in turn: where the policy applies if every peer is full.
+        let mut fallback = None;
+        for i in 0..n {
+            let at = (start + i) % n;
+            let peer = &mut self.peers[at];
+            match write_directly(peer, message.get()) {
+                Some(DirectSend::Sent) => {
+                    taken = Some(at);
+                    break;
+                }
+                Some(DirectSend::Deferred) => {
+                    kick = true;
+                    taken = Some(at);
+                    break;
+                }
+                // The I/O thread closes it (and reconnects, for a connect).
+                Some(DirectSend::Broken) => {
+                    kick = true;
+                    continue;
+                }
+                Some(DirectSend::Full) | None => {}
+            }
+            if peer.link.queue.is_closed() {
+                any_closed = true;
+                continue;
+            }
+            fallback.get_or_insert(at);
+            // Only the I/O thread takes from the ring, so room seen here stays room.
+            if peer.link.queue.len() < capacity {
+                match peer.link.queue.push(message.shared()) {
+                    Ok(()) => {
+                        kick = true;
+                        taken = Some(at);
+                        break;
+                    }
+                    Err(PushError::Closed(_)) => any_closed = true,
+                    Err(_) => {}
+                }
+            }
+        }
+        if taken.is_none() {
+            match fallback {
+                Some(at) => {
+                    // Every peer is full: the policy decides, and the ring counts a drop.
+                    if self.peers[at].link.queue.push(message.shared()).is_ok() {
+                        kick = true;
+                        taken = Some(at);
+                    }
+                }
+                // Every peer has gone since it was attached.
+                None => self.unrouted_drops += 1,
+            }
+        }
+        // A drop moves the turn on too, so that the policy's cost (an eviction, a wait)
+        // rotates over the full peers as deliveries do.
+        if let Some(at) = taken.or(fallback) {
+            self.routing = Routing::RoundRobin { next: at + 1 };
+        }
+        if kick {
+            self.handle.context.kick();
+        }
+        if any_closed {
+            self.retire_closed_peers();
+        }
+        Ok(taken.is_some())
+    }
+
+    /// With no peer connected: under Block, waits for one (up to its timeout); under
+    /// every other policy, returns at once. Returns whether one is connected.
+    fn wait_for_a_peer(&mut self) -> bool {
+        let OverflowPolicy::Block { timeout } = self.options.policy else {
+            return false;
+        };
+        let deadline = timeout.map(|t| Instant::now() + t);
+        loop {
+            if self.peer_count() > 0 {
+                return true;
+            }
+            if deadline.is_some_and(|d| Instant::now() >= d) {
+                return false;
+            }
+            std::thread::sleep(Duration::from_micros(500));
+        }
     }
 
     /// Encodes and sends on this thread: no hand-off to the I/O thread, which only runs
@@ -396,6 +541,7 @@ impl Publisher {
         self.attach_new_peers();
         let mut s = self.handle.shared.stats();
         s.dropped = self.retired_drops
+            + self.unrouted_drops
             + self
                 .peers
                 .iter()
