@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use volley::io::Context;
 use volley::ring::OverflowPolicy;
-use volley::socket::{Message, Publisher, Puller, Pusher, SocketOptions, Subscriber};
+use volley::socket::{Message, Publisher, Puller, Pusher, RecvMode, SocketOptions, Subscriber};
 
 const WAIT: Duration = Duration::from_secs(10);
 
@@ -64,9 +64,17 @@ fn exactly_once(got: &[Vec<usize>], jobs: std::ops::Range<usize>) {
 }
 
 fn pullers(ctx: &Context, n: usize, endpoint: &str) -> Vec<Puller> {
+    pullers_with(ctx, n, endpoint, RecvMode::Blocking)
+}
+
+fn pullers_with(ctx: &Context, n: usize, endpoint: &str, recv_mode: RecvMode) -> Vec<Puller> {
     (0..n)
         .map(|_| {
-            let mut p = Puller::with_options(ctx, SocketOptions::default()).unwrap();
+            let options = SocketOptions {
+                recv_mode,
+                ..SocketOptions::default()
+            };
+            let mut p = Puller::with_options(ctx, options).unwrap();
             p.connect(endpoint).unwrap();
             p
         })
@@ -75,11 +83,17 @@ fn pullers(ctx: &Context, n: usize, endpoint: &str) -> Vec<Puller> {
 
 #[test]
 fn two_pullers_share_the_load_and_each_message_arrives_once() {
+    for mode in [RecvMode::Blocking, RecvMode::BusyPoll] {
+        share_the_load(mode);
+    }
+}
+
+fn share_the_load(mode: RecvMode) {
     const N: usize = 2000;
     let ctx = Context::new().unwrap();
     let mut pusher = Pusher::with_options(&ctx, SocketOptions::default()).unwrap();
     let ep = pusher.bind("tcp://127.0.0.1:0").unwrap().to_string();
-    let mut workers = pullers(&ctx, 2, &ep);
+    let mut workers = pullers_with(&ctx, 2, &ep, mode);
     assert!(pusher.wait_for_peers(2, WAIT));
     for n in 0..N {
         assert!(pusher.send(job(n)).unwrap(), "job {n} was not taken");
@@ -352,4 +366,36 @@ fn block_waits_for_room_at_a_full_peer_and_loses_nothing() {
     let (got, _workers) = receiver.join().unwrap();
     exactly_once(&got, 0..N);
     assert_eq!(pusher.stats().dropped, 0);
+}
+
+#[test]
+fn a_puller_takes_from_every_pusher_each_in_order() {
+    const N: usize = 500;
+    let ctx = Context::new().unwrap();
+    let mut puller = Puller::with_options(&ctx, SocketOptions::default()).unwrap();
+    let ep = puller.bind("tcp://127.0.0.1:0").unwrap().to_string();
+    let mut pushers: Vec<Pusher> = (0..2)
+        .map(|_| {
+            let mut p = Pusher::with_options(&ctx, SocketOptions::default()).unwrap();
+            p.connect(&ep).unwrap();
+            assert!(p.wait_for_peers(1, WAIT));
+            p
+        })
+        .collect();
+    for n in 0..N {
+        for (i, p) in pushers.iter_mut().enumerate() {
+            assert!(p.send(job(i * N + n)).unwrap());
+        }
+    }
+    let got = drain(std::slice::from_mut(&mut puller), 2 * N);
+    exactly_once(&got, 0..2 * N);
+    for i in 0..2 {
+        let from: Vec<usize> = got[0].iter().copied().filter(|j| j / N == i).collect();
+        assert!(
+            from.windows(2).all(|w| w[0] < w[1]),
+            "pusher {i} out of order"
+        );
+    }
+    assert_eq!(puller.peer_stats().len(), 2);
+    assert_eq!(puller.stats().messages_in, 2 * N as u64);
 }

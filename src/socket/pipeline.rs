@@ -42,6 +42,12 @@ fn stream_endpoint(endpoint: &str) -> Result<(), Error> {
 /// is queued for peers that may never come. Every message dropped is counted in
 /// [`stats`](Pusher::stats)`().dropped`.
 ///
+/// libzmq's PUSH never drops: at the high-water mark of every peer, or with no peer,
+/// its send blocks. `OverflowPolicy::Block { timeout: None }` behaves the same; the
+/// default here is DropNewest, as at a [`Publisher`], so a sender never stalls unless
+/// asked to. Only peers whose handshake is done count (libzmq's `ZMQ_IMMEDIATE`): a
+/// `connect` still in progress takes nothing.
+///
 /// A message is written to one connection and never re-sent: what a peer had not read
 /// when its connection broke is lost, as with libzmq.
 ///
@@ -154,9 +160,14 @@ impl Pusher {
 }
 
 /// A PULL socket: receives the messages of every [`Pusher`] (or libzmq PUSH) it is
-/// connected to, fair-queued: the I/O thread reads its connections in turn, a bounded
-/// chunk each, into the socket's one inbound queue, so a busy pusher does not starve a
-/// quiet one. Each pusher's messages arrive in the order it sent them.
+/// connected to, each pusher's in the order it sent them, all into the socket's one
+/// inbound queue.
+///
+/// The queueing is fair by connection, not by message: the I/O thread reads each
+/// connection as it becomes readable, until its socket buffer is empty, so a busy pusher
+/// is ahead of a quiet one by at most what the kernel buffered for it (with
+/// [`RecvMode::BusyPoll`](super::RecvMode), the receiving thread reads its connections in
+/// turn, up to 1024 messages each). libzmq's PULL alternates message by message.
 ///
 /// The inbound queue has the socket's capacity and [`OverflowPolicy`](super::OverflowPolicy)
 /// (Block is refused: the I/O thread must never wait); what it drops is counted in
