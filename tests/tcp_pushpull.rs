@@ -399,3 +399,91 @@ fn a_puller_takes_from_every_pusher_each_in_order() {
     assert_eq!(puller.peer_stats().len(), 2);
     assert_eq!(puller.stats().messages_in, 2 * N as u64);
 }
+
+// ---- the `volley push` / `volley pull` command line ----
+
+fn volley_cli(args: &[&str]) -> std::process::Child {
+    std::process::Command::new(env!("CARGO_BIN_EXE_volley"))
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start the volley CLI")
+}
+
+/// Waits (bounded) for `child` to exit 0 and returns its stdout lines.
+#[track_caller]
+fn cli_output(mut child: std::process::Child) -> Vec<String> {
+    let deadline = Instant::now() + WAIT;
+    while child.try_wait().unwrap().is_none() {
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let out = child.wait_with_output().unwrap();
+            panic!(
+                "the CLI did not exit; stderr: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}; stderr: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn cli_pulls_share_the_jobs_of_a_library_pusher() {
+    let ctx = Context::new().unwrap();
+    let mut pusher = Pusher::with_options(&ctx, SocketOptions::default()).unwrap();
+    let ep = pusher.bind("tcp://127.0.0.1:0").unwrap().to_string();
+    let pulls: Vec<_> = (0..2)
+        .map(|_| volley_cli(&["pull", &ep, "--count", "5", "--timeout", "10"]))
+        .collect();
+    assert!(
+        pusher.wait_for_peers(2, WAIT),
+        "the CLI pullers did not connect"
+    );
+    for n in 0..10 {
+        assert!(pusher.send(job(n)).unwrap());
+    }
+    let mut all = Vec::new();
+    for pull in pulls {
+        let lines = cli_output(pull);
+        assert_eq!(lines.len(), 5, "{lines:?}");
+        all.extend(lines);
+    }
+    all.sort();
+    let mut want: Vec<String> = (0..10).map(|n| format!("job\t{n}")).collect();
+    want.sort();
+    assert_eq!(all, want);
+}
+
+#[test]
+fn cli_push_connects_to_a_library_puller() {
+    let ctx = Context::new().unwrap();
+    let mut puller = Puller::with_options(&ctx, SocketOptions::default()).unwrap();
+    let ep = puller.bind("tcp://127.0.0.1:0").unwrap().to_string();
+    let push = volley_cli(&["push", "--connect", &ep, "--count", "20", "--size", "4"]);
+    let mut got = Vec::new();
+    for _ in 0..20 {
+        let m = puller
+            .recv_timeout(WAIT)
+            .unwrap()
+            .expect("a pushed message");
+        assert_eq!(m.frames().len(), 1);
+        got.push(String::from_utf8(m.frames()[0].to_vec()).unwrap());
+    }
+    let want: Vec<String> = (0..20).map(|n| format!("{n:.<4}")).collect();
+    assert_eq!(got, want);
+    assert!(cli_output(push).is_empty());
+}
