@@ -487,3 +487,94 @@ fn cli_push_connects_to_a_library_puller() {
     assert_eq!(got, want);
     assert!(cli_output(push).is_empty());
 }
+
+/// One puller that stops reading and one that keeps up, under Block: once the stalled
+/// one is full, everything goes to the other; nothing is dropped and nothing waits on
+/// the stalled peer for good.
+#[test]
+fn block_skips_a_stalled_puller_and_feeds_the_live_one() {
+    const N: usize = 2000;
+    let ctx = Context::new().unwrap();
+    let options = SocketOptions {
+        queue_capacity: 16,
+        policy: OverflowPolicy::Block { timeout: None },
+        ..SocketOptions::default()
+    };
+    let mut pusher = Pusher::with_options(&ctx, options).unwrap();
+    let ep = pusher.bind("tcp://127.0.0.1:0").unwrap().to_string();
+    let mut stalled = stalled_pull(&ep);
+    assert!(pusher.wait_for_peers(1, WAIT));
+    // Its inbound queue holds every message: what it does not get is at the stalled one.
+    let live_options = SocketOptions {
+        queue_capacity: 4 * N,
+        ..SocketOptions::default()
+    };
+    let mut live = Puller::with_options(&ctx, live_options).unwrap();
+    live.connect(&ep).unwrap();
+    assert!(pusher.wait_for_peers(2, WAIT));
+    let payload = bytes::Bytes::from(vec![3u8; 16 * 1024]);
+    for n in 0..N {
+        let m = Message::new(vec![
+            bytes::Bytes::from_static(b"job"),
+            bytes::Bytes::from(n.to_string()),
+            payload.clone(),
+        ]);
+        assert!(pusher.send(m).unwrap());
+    }
+    assert_eq!(pusher.stats().dropped, 0);
+    stalled
+        .set_read_timeout(Some(Duration::from_millis(10)))
+        .unwrap();
+    let mut live_got = Vec::new();
+    let mut stream = Vec::new();
+    let mut buf = vec![0u8; 1 << 20];
+    let deadline = Instant::now() + WAIT;
+    while count_messages(&stream) + live_got.len() < N {
+        assert!(
+            Instant::now() < deadline,
+            "stalled {} + live {} of {N}",
+            count_messages(&stream),
+            live_got.len()
+        );
+        while let Some(m) = live.try_recv().unwrap() {
+            live_got.push(job_number(&m));
+        }
+        if let Ok(n @ 1..) = stalled.read(&mut buf) {
+            stream.extend_from_slice(&buf[..n]);
+        }
+    }
+    assert_eq!(count_messages(&stream) + live_got.len(), N);
+    assert!(live_got.windows(2).all(|w| w[0] < w[1]));
+    // The stalled peer holds at most its queue plus a session's and a socket's worth.
+    assert!(live_got.len() > N / 2, "live got only {}", live_got.len());
+    assert_eq!(live.stats().dropped, 0);
+}
+
+#[test]
+fn block_with_a_timeout_drops_and_counts_when_every_puller_stays_full() {
+    let ctx = Context::new().unwrap();
+    let options = SocketOptions {
+        queue_capacity: 4,
+        policy: OverflowPolicy::Block {
+            timeout: Some(Duration::from_millis(20)),
+        },
+        ..SocketOptions::default()
+    };
+    let mut pusher = Pusher::with_options(&ctx, options).unwrap();
+    let ep = pusher.bind("tcp://127.0.0.1:0").unwrap().to_string();
+    let _stalled = stalled_pull(&ep);
+    assert!(pusher.wait_for_peers(1, WAIT));
+    let payload = bytes::Bytes::from(vec![3u8; 64 * 1024]);
+    let mut refused = 0;
+    for _ in 0..200 {
+        let m = Message::new(vec![bytes::Bytes::from_static(b"t"), payload.clone()]);
+        if !pusher.send(m).unwrap() {
+            refused += 1;
+        }
+        if refused == 3 {
+            break;
+        }
+    }
+    assert_eq!(refused, 3, "12 MB never filled the stalled peer");
+    assert_eq!(pusher.stats().dropped, 3);
+}

@@ -34,12 +34,14 @@ fn stream_endpoint(endpoint: &str) -> Result<(), Error> {
 ///
 /// The next peer in turn gets the message if its connection or its queue has room;
 /// a full peer is skipped, so a slow puller gets fewer messages instead of stalling the
-/// others. When every peer is full, the next in turn gets it under the socket's
-/// [`OverflowPolicy`](super::OverflowPolicy): DropNewest drops it, DropOldest evicts
-/// that peer's oldest queued message, Buffer queues it beside the ring (up to its
-/// budget), Block waits for room there. With no peer connected at all, Block waits for
-/// one to connect (up to its timeout) and every other policy drops the message: nothing
-/// is queued for peers that may never come. Every message dropped is counted in
+/// others. When every peer is full, the socket's
+/// [`OverflowPolicy`](super::OverflowPolicy) decides: Block waits until any peer has
+/// room (or a new one connects), up to its timeout; otherwise the next peer in turn gets
+/// the message under the policy, and DropNewest drops it, DropOldest evicts that peer's
+/// oldest queued message, Buffer queues it beside the ring (up to its budget). With no
+/// peer connected at all, Block waits for one to connect (up to its timeout) and every
+/// other policy drops the message: nothing is queued for peers that may never come.
+/// Every message dropped, a Block timeout included, is counted in
 /// [`stats`](Pusher::stats)`().dropped`.
 ///
 /// libzmq's PUSH never drops: at the high-water mark of every peer, or with no peer,

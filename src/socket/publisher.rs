@@ -47,8 +47,19 @@ pub struct Publisher {
     groups: Vec<Arc<Mutex<McastTx>>>,
     options: SocketOptions,
     routing: Routing,
-    /// Messages no peer could take because none was connected (round-robin routing).
-    unrouted_drops: u64,
+    /// Messages no peer took (round-robin routing): none was connected, or Block's
+    /// timeout passed with every peer full.
+    unplaced_drops: u64,
+}
+
+/// What one pass of round-robin routing found.
+enum Offer {
+    /// A peer took the message.
+    Taken,
+    /// Every peer is full; the index is the first in turn.
+    Full(usize),
+    /// No peer is connected.
+    NoPeer,
 }
 
 /// Where a message goes.
@@ -182,7 +193,7 @@ impl Publisher {
             groups: Vec::new(),
             options,
             routing,
-            unrouted_drops: 0,
+            unplaced_drops: 0,
         })
     }
 
@@ -270,34 +281,76 @@ impl Publisher {
     }
 
     /// Hands `message` to one peer: the first, starting at the one after the last that
-    /// took a message, whose connection or queue has room. When every peer is full, the
-    /// next in turn gets it under the overflow policy (which may drop it, evict its
-    /// oldest, buffer it, or wait for room). With no peer connected, Block waits for one
-    /// (up to its timeout) and every other policy drops the message; either way a
-    /// message nobody took is counted in `stats().dropped`. Returns whether a peer
-    /// took it.
+    /// took a message, whose connection or queue has room. When every peer is full,
+    /// Block waits until one has room (any of them, or one that connects) and every
+    /// other policy hands it to the next peer in turn under that policy (which drops it,
+    /// evicts that peer's oldest, or buffers it). With no peer connected, Block waits for
+    /// one and every other policy drops the message. A message nobody took is counted
+    /// in `stats().dropped`. Returns whether a peer took it.
     pub(crate) fn send_round_robin(&mut self, message: Message) -> Result<bool, Error> {
-        self.attach_new_peers();
-        if self.peers.is_empty() {
-            self.retire_closed_peers();
-            if !self.wait_for_a_peer() {
-                self.unrouted_drops += 1;
-                return Ok(false);
+        let mut message = Outgoing::Owned(message);
+        let taken = match self.offer(&mut message) {
+            Offer::Taken => true,
+            Offer::Full(_) | Offer::NoPeer
+                if matches!(self.options.policy, OverflowPolicy::Block { .. }) =>
+            {
+                self.offer_until_taken(&mut message)
+            }
+            Offer::Full(at) => {
+                // Every peer is full: the policy decides, and the ring counts a drop.
+                // The turn moves on either way, so that the policy's cost (an
+                // eviction, a drop) rotates over the full peers as deliveries do.
+                self.routing = Routing::RoundRobin { next: at + 1 };
+                let pushed = self.peers[at].link.queue.push(message.shared()).is_ok();
+                self.handle.context.kick();
+                pushed
+            }
+            Offer::NoPeer => {
+                self.unplaced_drops += 1;
+                false
+            }
+        };
+        Ok(taken)
+    }
+
+    /// Block: offers `message` again until a peer takes it or the policy's timeout
+    /// passes (then it is dropped and counted).
+    fn offer_until_taken(&mut self, message: &mut Outgoing) -> bool {
+        let OverflowPolicy::Block { timeout } = self.options.policy else {
+            return false;
+        };
+        let deadline = timeout.map(|t| Instant::now() + t);
+        loop {
+            if deadline.is_some_and(|d| Instant::now() >= d) {
+                self.unplaced_drops += 1;
+                return false;
+            }
+            // The I/O thread drains the rings, and a peer may connect, meanwhile.
+            std::thread::sleep(Duration::from_micros(50));
+            if let Offer::Taken = self.offer(message) {
+                return true;
             }
         }
-        let next = match self.routing {
-            Routing::RoundRobin { next } => next,
+    }
+
+    /// One pass over the peers in turn, without the overflow policy: the first whose
+    /// connection or queue has room takes `message`.
+    fn offer(&mut self, message: &mut Outgoing) -> Offer {
+        self.attach_new_peers();
+        let n = self.peers.len();
+        if n == 0 {
+            return Offer::NoPeer;
+        }
+        let start = match self.routing {
+            Routing::RoundRobin { next } => next % n,
             Routing::Subscriptions => 0,
         };
-        let mut message = Outgoing::Owned(message);
-        let n = self.peers.len();
-        let start = next % n;
         let capacity = self.options.queue_capacity;
         let mut kick = false;
         let mut any_closed = false;
         let mut taken = None;
         // The first live peer in turn: where the policy applies if every peer is full.
-        let mut fallback = None;
+        let mut first_live = None;
         for i in 0..n {
             let at = (start + i) % n;
             let peer = &mut self.peers[at];
@@ -322,7 +375,7 @@ impl Publisher {
                 any_closed = true;
                 continue;
             }
-            fallback.get_or_insert(at);
+            first_live.get_or_insert(at);
             // Only the I/O thread takes from the ring, so room seen here stays room.
             if peer.link.queue.len() < capacity {
                 match peer.link.queue.push(message.shared()) {
@@ -336,22 +389,7 @@ impl Publisher {
                 }
             }
         }
-        if taken.is_none() {
-            match fallback {
-                Some(at) => {
-                    // Every peer is full: the policy decides, and the ring counts a drop.
-                    if self.peers[at].link.queue.push(message.shared()).is_ok() {
-                        kick = true;
-                        taken = Some(at);
-                    }
-                }
-                // Every peer has gone since it was attached.
-                None => self.unrouted_drops += 1,
-            }
-        }
-        // A drop moves the turn on too, so that the policy's cost (an eviction, a wait)
-        // rotates over the full peers as deliveries do.
-        if let Some(at) = taken.or(fallback) {
+        if let Some(at) = taken {
             self.routing = Routing::RoundRobin { next: at + 1 };
         }
         if kick {
@@ -359,25 +397,15 @@ impl Publisher {
         }
         if any_closed {
             self.retire_closed_peers();
+            if taken.is_none() {
+                // The indices moved; each retry has at least one peer fewer.
+                return self.offer(message);
+            }
         }
-        Ok(taken.is_some())
-    }
-
-    /// With no peer connected: under Block, waits for one (up to its timeout); under
-    /// every other policy, returns at once. Returns whether one is connected.
-    fn wait_for_a_peer(&mut self) -> bool {
-        let OverflowPolicy::Block { timeout } = self.options.policy else {
-            return false;
-        };
-        let deadline = timeout.map(|t| Instant::now() + t);
-        loop {
-            if self.peer_count() > 0 {
-                return true;
-            }
-            if deadline.is_some_and(|d| Instant::now() >= d) {
-                return false;
-            }
-            std::thread::sleep(Duration::from_micros(500));
+        match (taken, first_live) {
+            (Some(_), _) => Offer::Taken,
+            (None, Some(at)) => Offer::Full(at),
+            (None, None) => Offer::NoPeer,
         }
     }
 
@@ -541,7 +569,7 @@ impl Publisher {
         self.attach_new_peers();
         let mut s = self.handle.shared.stats();
         s.dropped = self.retired_drops
-            + self.unrouted_drops
+            + self.unplaced_drops
             + self
                 .peers
                 .iter()
