@@ -7,7 +7,7 @@
 //!
 //! | layer | module | what it holds |
 //! |---|---|---|
-//! | user API | [`socket`] | `Publisher`, `Subscriber`, endpoints, options, stats |
+//! | user API | [`socket`] | `Publisher`, `Subscriber`, `Pusher`, `Puller`, endpoints, options, stats |
 //! | user API | [`statsd`] | StatsD/DogStatsD/Telegraf metric client that never blocks the caller |
 //! | user API | [`webhook`] | Standard Webhooks emitter: signed, retried, dead-lettered |
 //! | hand-off | [`ring`] | lock-free SPSC/MPSC rings with an [`ring::OverflowPolicy`] |

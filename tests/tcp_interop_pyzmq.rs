@@ -1,6 +1,7 @@
 //! Wire compatibility with libzmq, through pyzmq: volley's Publisher and Subscriber (and
 //! the `volley` CLI) against pyzmq's SUB and PUB/XPUB over tcp://127.0.0.1, in both
-//! directions of bind and connect, with topic filtering and multipart messages.
+//! directions of bind and connect, with topic filtering and multipart messages; and
+//! volley's Pusher and Puller against pyzmq's PULL and PUSH the same ways.
 //!
 //! The pyzmq side is `tests/interop/pyzmq_peer.py`, run by the venv that
 //! `scripts/setup-python.sh` makes at `target/venv`; without it every test prints
@@ -16,7 +17,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use volley::socket::{Message, Publisher, Subscriber};
+use volley::socket::{Message, Publisher, Puller, Pusher, Subscriber};
 
 /// The longest any single step may take before the test fails.
 const STEP: Duration = Duration::from_secs(10);
@@ -556,6 +557,170 @@ fn volley_sub_binds_pyzmq_pub_connects() {
     let first = publisher.line();
     assert_eq!(event(&first), "connected", "{first}");
     volley_receives_from(&mut subscriber, &mut publisher);
+}
+
+// ---- push/pull: volley pushes, pyzmq pulls (and the other way round) ----
+
+/// What volley pushes: job `n` as `[job, n, filler]`, every seventh with a 70,000-byte
+/// filler (LONG frame), the others with a short one.
+fn push_jobs(n: usize) -> Vec<Vec<Vec<u8>>> {
+    (0..n)
+        .map(|i| {
+            let filler = if i % 7 == 0 {
+                (0..70_000u32).map(|b| (b % 251) as u8).collect()
+            } else {
+                format!("filler {i}").into_bytes()
+            };
+            vec![b"job".to_vec(), i.to_string().into_bytes(), filler]
+        })
+        .collect()
+}
+
+fn push_all(pusher: &mut Pusher, jobs: &[Vec<Vec<u8>>]) {
+    for frames in jobs {
+        let m = Message::new(frames.iter().map(|f| Bytes::from(f.clone())).collect());
+        assert!(
+            pusher.send(m).expect("send"),
+            "a connected peer refused a job"
+        );
+    }
+    assert!(pusher.flush(STEP), "pusher did not flush");
+}
+
+fn pyzmq_pull(py: &Path, mode: &str, endpoint: &str, count: usize) -> Proc {
+    Proc::pyzmq(py, &["pull", mode, endpoint, "--count", &count.to_string()])
+}
+
+#[test]
+fn volley_push_binds_two_pyzmq_pulls_connect_and_share_the_jobs() {
+    let Some(py) = python() else { return };
+    const N: usize = 40;
+    let mut pusher = Pusher::new().expect("pusher");
+    let endpoint = pusher.bind("tcp://127.0.0.1:0").expect("bind").to_string();
+    let mut pulls = [
+        pyzmq_pull(&py, "--connect", &endpoint, N / 2),
+        pyzmq_pull(&py, "--connect", &endpoint, N / 2),
+    ];
+    for pull in &mut pulls {
+        let first = pull.line();
+        assert_eq!(event(&first), "connected", "{first}");
+    }
+    assert!(
+        pusher.wait_for_peers(2, STEP),
+        "the pyzmq PULLs did not connect"
+    );
+    let jobs = push_jobs(N);
+    push_all(&mut pusher, &jobs);
+    // Round-robin over two peers that keep up: alternate jobs, each in order.
+    let [a, b] = &mut pulls;
+    let got = [read_sub(a, N / 2), read_sub(b, N / 2)];
+    let (evens, odds): (Vec<_>, Vec<_>) = jobs
+        .iter()
+        .cloned()
+        .enumerate()
+        .partition(|(i, _)| i % 2 == 0);
+    let strip = |v: Vec<(usize, Vec<Vec<u8>>)>| v.into_iter().map(|(_, m)| m).collect::<Vec<_>>();
+    let (evens, odds) = (strip(evens), strip(odds));
+    if got[0].first() == evens.first() {
+        assert_same(&got[0], &evens);
+        assert_same(&got[1], &odds);
+    } else {
+        assert_same(&got[0], &odds);
+        assert_same(&got[1], &evens);
+    }
+    let stats = pusher.stats();
+    assert_eq!((stats.messages_out, stats.dropped), (N as u64, 0));
+}
+
+#[test]
+fn pyzmq_pull_binds_volley_push_connects() {
+    let Some(py) = python() else { return };
+    const N: usize = 20;
+    let mut pull = pyzmq_pull(&py, "--bind", "tcp://127.0.0.1:0", N);
+    let port = bound_port(&pull.line());
+    let mut pusher = Pusher::new().expect("pusher");
+    pusher
+        .connect(&format!("tcp://127.0.0.1:{port}"))
+        .expect("connect");
+    assert!(
+        pusher.wait_for_peers(1, STEP),
+        "did not connect to the pyzmq PULL"
+    );
+    let jobs = push_jobs(N);
+    push_all(&mut pusher, &jobs);
+    assert_same(&read_sub(&mut pull, N), &jobs);
+}
+
+/// pyzmq PUSH sends each round one message per topic, with this many payload frames.
+const PUSH_TOPICS: [&str; 2] = ["resize", "encode"];
+
+fn pyzmq_push(py: &Path, mode: &str, endpoint: &str) -> Proc {
+    let mut args = vec!["push", mode, endpoint, "--count", "5", "--multipart", "2"];
+    for t in PUSH_TOPICS {
+        args.extend(["--topic", t]);
+    }
+    Proc::pyzmq(py, &args)
+}
+
+/// Receives the pyzmq PUSH's 5 rounds (in order: one pusher to one puller) and checks
+/// that nothing else comes.
+fn volley_pulls_from(puller: &mut Puller, push: &mut Proc) {
+    let mut want = Vec::new();
+    for round in 0..5 {
+        for t in PUSH_TOPICS {
+            let mut frames = vec![t.as_bytes().to_vec()];
+            frames.extend((0..2).map(|k| format!("{t}:{round}:{k}").into_bytes()));
+            want.push(frames);
+        }
+    }
+    let mut got = Vec::new();
+    while got.len() < want.len() {
+        match puller.recv_timeout(STEP).expect("recv") {
+            Some(m) => got.push(m.frames().iter().map(|f| f.to_vec()).collect::<Vec<_>>()),
+            None => panic!(
+                "volley pulled {} of {} messages within {STEP:?}:\n{}\npyzmq stderr: {}",
+                got.len(),
+                want.len(),
+                show(&got),
+                push.stderr()
+            ),
+        }
+    }
+    let done = push.line();
+    assert_eq!(event(&done), "done", "{done}");
+    assert_eq!(json_field(&done, "sent"), Some("10"), "{done}");
+    push.success();
+    if let Some(extra) = puller
+        .recv_timeout(Duration::from_millis(300))
+        .expect("recv")
+    {
+        got.push(extra.frames().iter().map(|f| f.to_vec()).collect());
+    }
+    assert_same(&got, &want);
+    assert_eq!(puller.stats().dropped, 0, "puller dropped messages");
+}
+
+#[test]
+fn pyzmq_push_binds_volley_pull_connects() {
+    let Some(py) = python() else { return };
+    let mut push = pyzmq_push(&py, "--bind", "tcp://127.0.0.1:0");
+    let port = bound_port(&push.line());
+    let mut puller = Puller::new().expect("puller");
+    puller
+        .connect(&format!("tcp://127.0.0.1:{port}"))
+        .expect("connect");
+    volley_pulls_from(&mut puller, &mut push);
+}
+
+#[test]
+fn volley_pull_binds_pyzmq_push_connects() {
+    let Some(py) = python() else { return };
+    let mut puller = Puller::new().expect("puller");
+    let endpoint = puller.bind("tcp://127.0.0.1:0").expect("bind").to_string();
+    let mut push = pyzmq_push(&py, "--connect", &endpoint);
+    let first = push.line();
+    assert_eq!(event(&first), "connected", "{first}");
+    volley_pulls_from(&mut puller, &mut push);
 }
 
 // ---- the `volley` command line against pyzmq ----

@@ -75,6 +75,9 @@ pub(crate) enum Command {
     Open {
         id: SocketId,
         role: Role,
+        /// What the handshake announces (PUB or PUSH for a publisher role, SUB or PULL
+        /// for a subscriber role).
+        socket_type: crate::wire::zmtp::SocketType,
         options: Box<SocketOptions>,
         shared: Arc<SocketShared>,
     },

@@ -35,6 +35,7 @@ const TIMER_BIT: usize = 1 << (usize::BITS - 1);
 
 struct SocketEntry {
     role: Role,
+    socket_type: SocketType,
     options: SocketOptions,
     shared: Arc<SocketShared>,
     /// A subscriber's prefixes, repeated as often as subscribed (they are counted).
@@ -42,15 +43,8 @@ struct SocketEntry {
 }
 
 impl SocketEntry {
-    fn socket_type(&self) -> SocketType {
-        match self.role {
-            Role::Publisher { .. } => SocketType::Pub,
-            Role::Subscriber { .. } => SocketType::Sub,
-        }
-    }
-
     fn session_config(&self) -> SessionConfig {
-        let mut c = SessionConfig::new(self.socket_type());
+        let mut c = SessionConfig::new(self.socket_type);
         c.max_message_size = self.options.max_message_size;
         c.heartbeat = self.options.heartbeat_interval.map(|interval| {
             let mut h = Heartbeat::new(interval);
@@ -227,6 +221,7 @@ impl Reactor {
                 Command::Open {
                     id,
                     role,
+                    socket_type,
                     options,
                     shared,
                 } => {
@@ -234,6 +229,7 @@ impl Reactor {
                         id,
                         SocketEntry {
                             role,
+                            socket_type,
                             options: *options,
                             shared,
                             subscriptions: Vec::new(),

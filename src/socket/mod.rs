@@ -1,5 +1,7 @@
 //! The user API: [`Publisher`] and [`Subscriber`] over `tcp://` and `ipc://`, speaking
-//! ZMTP 3.1 so that libzmq, pyzmq and jeromq peers can join the same topics.
+//! ZMTP 3.1 so that libzmq, pyzmq and jeromq peers can join the same topics; and
+//! [`Pusher`] and [`Puller`], which share work out instead (each message to one puller,
+//! round-robin).
 //!
 //! ```no_run
 //! use std::time::Duration;
@@ -25,6 +27,7 @@
 
 mod endpoint;
 mod multicast;
+mod pipeline;
 mod publisher;
 mod subscriber;
 
@@ -41,10 +44,12 @@ use crate::proto::subscriptions::SubscriptionTable;
 pub use crate::proto::zmtp::Message;
 use crate::ring::ItemSize;
 pub use crate::ring::{OverflowPolicy, RingStats};
+use crate::wire::zmtp::SocketType;
 pub use endpoint::{Endpoint, UdpEndpoint};
 pub use multicast::{
     MulticastOptions, MulticastReceiverStats, MulticastSenderStats, DEFAULT_RECV_BUFFER,
 };
+pub use pipeline::{Puller, Pusher};
 pub use publisher::Publisher;
 pub use subscriber::Subscriber;
 
@@ -348,12 +353,18 @@ pub(crate) struct SocketHandle {
 }
 
 impl SocketHandle {
-    fn open(context: &Context, role: Role, options: SocketOptions) -> Result<SocketHandle, Error> {
+    fn open(
+        context: &Context,
+        role: Role,
+        socket_type: SocketType,
+        options: SocketOptions,
+    ) -> Result<SocketHandle, Error> {
         let id = context.next_socket_id();
         let shared = Arc::new(SocketShared::default());
         context.command(Command::Open {
             id,
             role,
+            socket_type,
             options: Box::new(options),
             shared: shared.clone(),
         })?;

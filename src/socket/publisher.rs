@@ -16,7 +16,8 @@ use super::{
 use crate::io::{lock, Context, DirectSend, McastTx, PeerLink, Role};
 use crate::proto::mcast::SendError;
 use crate::proto::subscriptions::SubscriptionTable;
-use crate::ring::{PushError, RingStats};
+use crate::ring::{OverflowPolicy, PushError, RingStats};
+use crate::wire::zmtp::SocketType;
 
 /// A PUB socket: [`send`](Publisher::send) queues a message for every connected subscriber
 /// whose subscriptions match its first frame (filtering happens here, at the publisher,
@@ -45,6 +46,32 @@ pub struct Publisher {
     /// Multicast groups joined; each gets every message (receivers filter).
     groups: Vec<Arc<Mutex<McastTx>>>,
     options: SocketOptions,
+    routing: Routing,
+    /// Messages no peer took (round-robin routing): none was connected, or Block's
+    /// timeout passed with every peer full.
+    unplaced_drops: u64,
+}
+
+/// What one pass of round-robin routing found.
+enum Offer {
+    /// A peer took the message.
+    Taken,
+    /// Every peer is full; the index is the first in turn.
+    Full(usize),
+    /// No peer is connected.
+    NoPeer,
+}
+
+/// Where a message goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Routing {
+    /// To every peer whose subscriptions match its topic (PUB).
+    Subscriptions,
+    /// To one peer, the next in turn that has room (PUSH).
+    RoundRobin {
+        /// Index into `peers` of the peer to try first.
+        next: usize,
+    },
 }
 
 struct Peer {
@@ -138,9 +165,24 @@ impl Publisher {
 
     /// A publisher with `options` on `context`.
     pub fn with_options(context: &Context, options: SocketOptions) -> Result<Publisher, Error> {
+        Publisher::open(context, options, SocketType::Pub, Routing::Subscriptions)
+    }
+
+    /// The sending socket of `socket_type`, routing as `routing` says.
+    pub(crate) fn open(
+        context: &Context,
+        options: SocketOptions,
+        socket_type: SocketType,
+        routing: Routing,
+    ) -> Result<Publisher, Error> {
         check_capacity(&options)?;
         let (tx, attach) = crossbeam_channel::unbounded();
-        let handle = SocketHandle::open(context, Role::Publisher { attach: tx }, options.clone())?;
+        let handle = SocketHandle::open(
+            context,
+            Role::Publisher { attach: tx },
+            socket_type,
+            options.clone(),
+        )?;
         Ok(Publisher {
             handle,
             attach,
@@ -150,6 +192,8 @@ impl Publisher {
             attached_seen: 0,
             groups: Vec::new(),
             options,
+            routing,
+            unplaced_drops: 0,
         })
     }
 
@@ -234,6 +278,135 @@ impl Publisher {
             queued += self.send_to_groups(message.get())?;
         }
         Ok(queued)
+    }
+
+    /// Hands `message` to one peer: the first, starting at the one after the last that
+    /// took a message, whose connection or queue has room. When every peer is full,
+    /// Block waits until one has room (any of them, or one that connects) and every
+    /// other policy hands it to the next peer in turn under that policy (which drops it,
+    /// evicts that peer's oldest, or buffers it). With no peer connected, Block waits for
+    /// one and every other policy drops the message. A message nobody took is counted
+    /// in `stats().dropped`. Returns whether a peer took it.
+    pub(crate) fn send_round_robin(&mut self, message: Message) -> Result<bool, Error> {
+        let mut message = Outgoing::Owned(message);
+        let taken = match self.offer(&mut message) {
+            Offer::Taken => true,
+            Offer::Full(_) | Offer::NoPeer
+                if matches!(self.options.policy, OverflowPolicy::Block { .. }) =>
+            {
+                self.offer_until_taken(&mut message)
+            }
+            Offer::Full(at) => {
+                // Every peer is full: the policy decides, and the ring counts a drop.
+                // The turn moves on either way, so that the policy's cost (an
+                // eviction, a drop) rotates over the full peers as deliveries do.
+                self.routing = Routing::RoundRobin { next: at + 1 };
+                let pushed = self.peers[at].link.queue.push(message.shared()).is_ok();
+                self.handle.context.kick();
+                pushed
+            }
+            Offer::NoPeer => {
+                self.unplaced_drops += 1;
+                false
+            }
+        };
+        Ok(taken)
+    }
+
+    /// Block: offers `message` again until a peer takes it or the policy's timeout
+    /// passes (then it is dropped and counted).
+    fn offer_until_taken(&mut self, message: &mut Outgoing) -> bool {
+        let OverflowPolicy::Block { timeout } = self.options.policy else {
+            return false;
+        };
+        let deadline = timeout.map(|t| Instant::now() + t);
+        loop {
+            if deadline.is_some_and(|d| Instant::now() >= d) {
+                self.unplaced_drops += 1;
+                return false;
+            }
+            // The I/O thread drains the rings, and a peer may connect, meanwhile.
+            std::thread::sleep(Duration::from_micros(50));
+            if let Offer::Taken = self.offer(message) {
+                return true;
+            }
+        }
+    }
+
+    /// One pass over the peers in turn, without the overflow policy: the first whose
+    /// connection or queue has room takes `message`.
+    fn offer(&mut self, message: &mut Outgoing) -> Offer {
+        self.attach_new_peers();
+        let n = self.peers.len();
+        if n == 0 {
+            return Offer::NoPeer;
+        }
+        let start = match self.routing {
+            Routing::RoundRobin { next } => next % n,
+            Routing::Subscriptions => 0,
+        };
+        let capacity = self.options.queue_capacity;
+        let mut kick = false;
+        let mut any_closed = false;
+        let mut taken = None;
+        // The first live peer in turn: where the policy applies if every peer is full.
+        let mut first_live = None;
+        for i in 0..n {
+            let at = (start + i) % n;
+            let peer = &mut self.peers[at];
+            match write_directly(peer, message.get()) {
+                Some(DirectSend::Sent) => {
+                    taken = Some(at);
+                    break;
+                }
+                Some(DirectSend::Deferred) => {
+                    kick = true;
+                    taken = Some(at);
+                    break;
+                }
+                // The I/O thread closes it (and reconnects, for a connect).
+                Some(DirectSend::Broken) => {
+                    kick = true;
+                    continue;
+                }
+                Some(DirectSend::Full) | None => {}
+            }
+            if peer.link.queue.is_closed() {
+                any_closed = true;
+                continue;
+            }
+            first_live.get_or_insert(at);
+            // Only the I/O thread takes from the ring, so room seen here stays room.
+            if peer.link.queue.len() < capacity {
+                match peer.link.queue.push(message.shared()) {
+                    Ok(()) => {
+                        kick = true;
+                        taken = Some(at);
+                        break;
+                    }
+                    Err(PushError::Closed(_)) => any_closed = true,
+                    Err(_) => {}
+                }
+            }
+        }
+        if let Some(at) = taken {
+            self.routing = Routing::RoundRobin { next: at + 1 };
+        }
+        if kick {
+            self.handle.context.kick();
+        }
+        if any_closed {
+            self.retire_closed_peers();
+            if taken.is_none() {
+                // The indices moved; each retry has at least one peer fewer.
+                return self.offer(message);
+            }
+        }
+        match (taken, first_live) {
+            (Some(_), _) => Offer::Taken,
+            (None, Some(at)) => Offer::Full(at),
+            (None, None) => Offer::NoPeer,
+        }
     }
 
     /// Encodes and sends on this thread: no hand-off to the I/O thread, which only runs
@@ -396,6 +569,7 @@ impl Publisher {
         self.attach_new_peers();
         let mut s = self.handle.shared.stats();
         s.dropped = self.retired_drops
+            + self.unplaced_drops
             + self
                 .peers
                 .iter()

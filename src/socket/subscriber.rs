@@ -17,6 +17,7 @@ use crate::ring::{
     spsc, Consumer, OverflowPolicy, PopTimeoutError, RingConfig, RingStats, TryPopError,
     WaitStrategy,
 };
+use crate::wire::zmtp::SocketType;
 
 /// How long a busy-polling receive spins before it starts yielding the CPU. Longer than
 /// a loopback round trip, so a ping-pong spins through; short, because when the two
@@ -67,10 +68,19 @@ impl Subscriber {
 
     /// A subscriber with `options` on `context`.
     pub fn with_options(context: &Context, options: SocketOptions) -> Result<Subscriber, Error> {
+        Subscriber::open(context, options, SocketType::Sub)
+    }
+
+    /// The receiving socket of `socket_type` (SUB or PULL).
+    pub(crate) fn open(
+        context: &Context,
+        options: SocketOptions,
+        socket_type: SocketType,
+    ) -> Result<Subscriber, Error> {
         check_capacity(&options)?;
         if let OverflowPolicy::Block { .. } = options.policy {
             return Err(Error::InvalidOption(
-                "a subscriber's queue is filled by the I/O thread, which must not block: \
+                "a receiving socket's queue is filled by the I/O thread, which must not block: \
                  use DropNewest, DropOldest or Buffer"
                     .into(),
             ));
@@ -96,6 +106,7 @@ impl Subscriber {
                 inbound: producer,
                 direct,
             },
+            socket_type,
             options.clone(),
         )?;
         Ok(Subscriber {

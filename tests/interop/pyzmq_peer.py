@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""A pyzmq (libzmq) pub/sub peer for volley's interoperability tests.
+"""A pyzmq (libzmq) pub/sub and push/pull peer for volley's interoperability tests.
 
 Run it with the venv that scripts/setup-python.sh makes:
 
@@ -17,6 +17,9 @@ Standard output is JSON lines, each flushed as it is written:
 * sub: one line per received message, in arrival order:
   {"event": "message", "n": 0, "frames": ["<hex>", "<hex>", ...]}
   then {"event": "done", "received": N} once --count messages arrived.
+* pull: like sub (a PULL socket has no subscriptions: --topic is refused).
+* push: like pub, on a PUSH socket (--expect-subscriptions is refused); libzmq's PUSH
+  waits for a peer before its first send, so no message is lost to a late joiner.
 * pub: {"event": "subscription", "subscribe": true, "prefix": "<hex>"} for each
   subscribe/cancel seen while waiting (--expect-subscriptions), then
   {"event": "done", "sent": N} after the last send.
@@ -69,12 +72,13 @@ def place(sock, args):
 
 def run_sub(args):
     ctx = zmq.Context.instance()
-    sock = ctx.socket(zmq.SUB)
+    sock = ctx.socket(zmq.PULL if args.role == "pull" else zmq.SUB)
     sock.setsockopt(zmq.LINGER, 0)
     sock.setsockopt(zmq.RCVHWM, args.hwm)
-    topics = args.topic if args.topic else [""]
-    for t in topics:
-        sock.setsockopt(zmq.SUBSCRIBE, t.encode())
+    if args.role == "sub":
+        topics = args.topic if args.topic else [""]
+        for t in topics:
+            sock.setsockopt(zmq.SUBSCRIBE, t.encode())
     place(sock, args)
 
     deadline = time.monotonic() + args.timeout
@@ -131,7 +135,10 @@ def stdin_closed_flag():
 def run_pub(args):
     ctx = zmq.Context.instance()
     use_xpub = args.expect_subscriptions > 0
-    sock = ctx.socket(zmq.XPUB if use_xpub else zmq.PUB)
+    if args.role == "push":
+        sock = ctx.socket(zmq.PUSH)
+    else:
+        sock = ctx.socket(zmq.XPUB if use_xpub else zmq.PUB)
     if use_xpub:
         # Report every subscribe, duplicates included, so each peer's counts.
         sock.setsockopt(zmq.XPUB_VERBOSE, 1)
@@ -178,7 +185,7 @@ def main():
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("role", choices=["pub", "sub"], help="pub: a PUB (or XPUB) socket that sends; sub: a SUB socket that receives")
+    p.add_argument("role", choices=["pub", "sub", "push", "pull"], help="pub: a PUB (or XPUB) socket that sends; sub: a SUB socket that receives; push and pull: the same on PUSH and PULL sockets")
     where = p.add_mutually_exclusive_group(required=True)
     where.add_argument("--bind", metavar="ENDPOINT", help="bind to ENDPOINT; a tcp:// port of 0 or * binds a free port, reported on the first stdout line")
     where.add_argument("--connect", metavar="ENDPOINT", help="connect to ENDPOINT (tcp://HOST:PORT or ipc://PATH)")
@@ -195,8 +202,12 @@ def main():
     args = p.parse_args()
     if args.multipart < 0:
         p.error("--multipart must be >= 0")
+    if args.role == "pull" and args.topic:
+        p.error("pull has no subscriptions: --topic is for sub")
+    if args.role == "push" and args.expect_subscriptions:
+        p.error("push has no subscriptions: --expect-subscriptions is for pub")
     try:
-        if args.role == "sub":
+        if args.role in ("sub", "pull"):
             run_sub(args)
         else:
             run_pub(args)

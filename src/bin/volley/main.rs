@@ -8,6 +8,7 @@ use clap::{Parser, Subcommand};
 mod demo;
 mod mcast;
 mod pubsub;
+mod pushpull;
 mod statsd;
 mod webhook;
 
@@ -27,6 +28,10 @@ enum Command {
     Pub(pubsub::PubArgs),
     /// Subscribe to topic prefixes and print `TOPIC<TAB>PAYLOAD` per message.
     Sub(pubsub::SubArgs),
+    /// Push messages (generated, or one per stdin line), each to one puller in turn.
+    Push(pushpull::PushArgs),
+    /// Pull messages from pushers and print their frames, tab-separated, one per line.
+    Pull(pushpull::PullArgs),
     /// Send metrics to a StatsD daemon (raw lines or --count/--gauge/... flags).
     Statsd(statsd::StatsdArgs),
     /// Send signed webhook events (Standard Webhooks).
@@ -41,6 +46,8 @@ fn main() -> ExitCode {
         Command::Demo(args) => demo::run(&args),
         Command::Pub(args) => pubsub::publish(&args),
         Command::Sub(args) => pubsub::subscribe(&args),
+        Command::Push(args) => pushpull::push(&args),
+        Command::Pull(args) => pushpull::pull(&args),
         Command::Statsd(args) => statsd::run(&args),
         Command::Webhook(args) => webhook::run(&args),
         Command::Bridge(args) => webhook::bridge(&args),

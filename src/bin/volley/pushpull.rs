@@ -1,0 +1,209 @@
+//! `volley push` and `volley pull`.
+
+use std::io::{BufRead, Write};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use clap::Args;
+use volley::ring::OverflowPolicy;
+use volley::socket::{Message, Puller, Pusher, SocketOptions};
+
+/// Options of `volley push`.
+#[derive(Debug, Args)]
+pub struct PushArgs {
+    /// Where to push: tcp://HOST:PORT, tcp://*:PORT or ipc://PATH.
+    endpoint: String,
+    /// Listen on the endpoint for pullers (the default for push).
+    #[arg(long, conflicts_with = "connect")]
+    bind: bool,
+    /// Connect to a puller that listens on the endpoint.
+    #[arg(long)]
+    connect: bool,
+    /// Send this many generated one-frame messages instead of reading lines from stdin.
+    #[arg(long)]
+    count: Option<u64>,
+    /// Payload size in bytes of generated messages (the sequence number, padded).
+    #[arg(long, default_value_t = 64)]
+    size: usize,
+    /// Messages per second (0: as fast as possible).
+    #[arg(long, default_value_t = 0.0)]
+    rate: f64,
+    /// Wait for this many pullers before the first message (messages sent before a
+    /// puller connects go to the others).
+    #[arg(long, default_value_t = 1)]
+    wait_peers: usize,
+    /// How long to wait for them, in seconds, before sending anyway.
+    #[arg(long, default_value_t = 10.0)]
+    wait_timeout: f64,
+    /// Drop a message when every puller is full (or none is connected) instead of
+    /// waiting for room, which is the default here, as at libzmq's PUSH.
+    #[arg(long)]
+    drop: bool,
+}
+
+/// Options of `volley pull`.
+#[derive(Debug, Args)]
+pub struct PullArgs {
+    /// Where to pull from: tcp://HOST:PORT or ipc://PATH.
+    endpoint: String,
+    /// Listen on the endpoint for pushers that connect.
+    #[arg(long, conflicts_with = "connect")]
+    bind: bool,
+    /// Connect to a pusher (the default for pull).
+    #[arg(long)]
+    connect: bool,
+    /// Exit after this many messages.
+    #[arg(long)]
+    count: Option<u64>,
+    /// Give up after this many seconds without a message.
+    #[arg(long)]
+    timeout: Option<f64>,
+    /// Print frames as hex instead of lossy UTF-8.
+    #[arg(long)]
+    hex: bool,
+    /// Print nothing per message (the summary on stderr still comes).
+    #[arg(long)]
+    quiet: bool,
+}
+
+fn seconds(s: f64, what: &str) -> Result<Duration, String> {
+    Duration::try_from_secs_f64(s)
+        .map_err(|_| format!("{what} must be a non-negative number of seconds"))
+}
+
+pub fn push(args: &PushArgs) -> Result<(), String> {
+    let mut options = SocketOptions::default();
+    if !args.drop {
+        options.policy = OverflowPolicy::Block { timeout: None };
+    }
+    let context = volley::io::Context::global().map_err(|e| e.to_string())?;
+    let mut pusher = Pusher::with_options(context, options).map_err(|e| e.to_string())?;
+    if args.connect {
+        pusher.connect(&args.endpoint).map_err(|e| e.to_string())?;
+    } else {
+        let bound = pusher.bind(&args.endpoint).map_err(|e| e.to_string())?;
+        eprintln!("volley push: bound {bound}");
+    }
+    if args.wait_peers > 0
+        && !pusher.wait_for_peers(
+            args.wait_peers,
+            seconds(args.wait_timeout, "--wait-timeout")?,
+        )
+    {
+        eprintln!(
+            "volley push: fewer than {} pullers after {}s; sending anyway",
+            args.wait_peers, args.wait_timeout
+        );
+    }
+    let interval = (args.rate > 0.0).then(|| Duration::from_secs_f64(1.0 / args.rate));
+    let start = Instant::now();
+    let pace = |sent: u64| {
+        if let Some(iv) = interval {
+            let due = start + iv.mul_f64(sent as f64);
+            let now = Instant::now();
+            if due > now {
+                std::thread::sleep(due - now);
+            }
+        }
+    };
+    let mut sent = 0u64;
+    let mut send = |payload: Vec<u8>| -> Result<(), String> {
+        pace(sent);
+        pusher
+            .send(Message::new(vec![Bytes::from(payload)]))
+            .map_err(|e| e.to_string())?;
+        sent += 1;
+        Ok(())
+    };
+    match args.count {
+        Some(count) => {
+            for seq in 0..count {
+                let mut payload = seq.to_string().into_bytes();
+                payload.resize(args.size.max(payload.len()), b'.');
+                send(payload)?;
+            }
+        }
+        None => {
+            for line in std::io::stdin().lock().lines() {
+                send(
+                    line.map_err(|e| format!("reading stdin: {e}"))?
+                        .into_bytes(),
+                )?;
+            }
+        }
+    }
+    let flushed = pusher.flush(Duration::from_secs(10));
+    let s = pusher.stats();
+    eprintln!(
+        "volley push: {sent} sent in {:.3}s, {} delivered to peers, {} dropped{}",
+        start.elapsed().as_secs_f64(),
+        s.messages_out,
+        s.dropped,
+        if flushed {
+            ""
+        } else {
+            ", some still unsent after 10s"
+        }
+    );
+    Ok(())
+}
+
+pub fn pull(args: &PullArgs) -> Result<(), String> {
+    let context = volley::io::Context::global().map_err(|e| e.to_string())?;
+    let mut puller =
+        Puller::with_options(context, SocketOptions::default()).map_err(|e| e.to_string())?;
+    if args.bind {
+        let bound = puller.bind(&args.endpoint).map_err(|e| e.to_string())?;
+        eprintln!("volley pull: bound {bound}");
+    } else {
+        puller.connect(&args.endpoint).map_err(|e| e.to_string())?;
+    }
+    let timeout = args.timeout.map(|t| seconds(t, "--timeout")).transpose()?;
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    let mut received = 0u64;
+    while args.count.is_none_or(|c| received < c) {
+        let message = match timeout {
+            Some(t) => match puller.recv_timeout(t).map_err(|e| e.to_string())? {
+                Some(m) => m,
+                None => {
+                    if let Some(c) = args.count {
+                        return Err(format!("timed out after {received} of {c} messages"));
+                    }
+                    break;
+                }
+            },
+            None => puller.recv().map_err(|e| e.to_string())?,
+        };
+        received += 1;
+        if args.quiet {
+            continue;
+        }
+        let mut line = String::new();
+        for (i, frame) in message.frames().iter().enumerate() {
+            if i > 0 {
+                line.push('\t');
+            }
+            if args.hex {
+                for b in frame.iter() {
+                    line.push_str(&format!("{b:02x}"));
+                }
+            } else {
+                line.push_str(&String::from_utf8_lossy(frame));
+            }
+        }
+        if writeln!(out, "{line}").is_err() {
+            break; // stdout closed (e.g. piped into head)
+        }
+    }
+    let _ = out.flush();
+    let s = puller.stats();
+    if s.dropped > 0 {
+        eprintln!(
+            "volley pull: {} messages dropped by the queue policy",
+            s.dropped
+        );
+    }
+    eprintln!("volley pull: {received} received");
+    Ok(())
+}

@@ -1,0 +1,580 @@
+//! Loopback integration tests of push/pull load balancing between volley sockets, and
+//! against raw ZMTP peers that stop reading.
+
+use std::collections::BTreeSet;
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+use volley::io::Context;
+use volley::ring::OverflowPolicy;
+use volley::socket::{Message, Publisher, Puller, Pusher, RecvMode, SocketOptions, Subscriber};
+
+const WAIT: Duration = Duration::from_secs(10);
+
+fn job(n: usize) -> Message {
+    Message::from_parts(["job".to_string(), n.to_string()])
+}
+
+fn job_number(m: &Message) -> usize {
+    std::str::from_utf8(&m.frames()[1])
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+/// Receives from every puller until `total` messages arrived (or fails after `WAIT`);
+/// returns the job numbers each one got.
+#[track_caller]
+fn drain(pullers: &mut [Puller], total: usize) -> Vec<Vec<usize>> {
+    let deadline = Instant::now() + WAIT;
+    let mut got = vec![Vec::new(); pullers.len()];
+    while got.iter().map(Vec::len).sum::<usize>() < total {
+        assert!(
+            Instant::now() < deadline,
+            "only {:?} of {total} arrived",
+            got.iter().map(Vec::len).collect::<Vec<_>>()
+        );
+        for (i, p) in pullers.iter_mut().enumerate() {
+            while let Some(m) = p.try_recv().unwrap() {
+                got[i].push(job_number(&m));
+            }
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    got
+}
+
+#[track_caller]
+fn nothing_more(pullers: &mut [Puller]) {
+    for p in pullers {
+        if let Some(m) = p.recv_timeout(Duration::from_millis(200)).unwrap() {
+            panic!("unexpected message {:?}", m.frames());
+        }
+    }
+}
+
+/// Each of `jobs` arrived exactly once, over all pullers.
+#[track_caller]
+fn exactly_once(got: &[Vec<usize>], jobs: std::ops::Range<usize>) {
+    let all: Vec<usize> = got.iter().flatten().copied().collect();
+    let unique: BTreeSet<usize> = all.iter().copied().collect();
+    assert_eq!(all.len(), unique.len(), "a message arrived twice");
+    assert_eq!(unique, jobs.collect::<BTreeSet<_>>());
+}
+
+fn pullers(ctx: &Context, n: usize, endpoint: &str) -> Vec<Puller> {
+    pullers_with(ctx, n, endpoint, RecvMode::Blocking)
+}
+
+fn pullers_with(ctx: &Context, n: usize, endpoint: &str, recv_mode: RecvMode) -> Vec<Puller> {
+    (0..n)
+        .map(|_| {
+            let options = SocketOptions {
+                recv_mode,
+                ..SocketOptions::default()
+            };
+            let mut p = Puller::with_options(ctx, options).unwrap();
+            p.connect(endpoint).unwrap();
+            p
+        })
+        .collect()
+}
+
+#[test]
+fn two_pullers_share_the_load_and_each_message_arrives_once() {
+    for mode in [RecvMode::Blocking, RecvMode::BusyPoll] {
+        share_the_load(mode);
+    }
+}
+
+fn share_the_load(mode: RecvMode) {
+    const N: usize = 2000;
+    let ctx = Context::new().unwrap();
+    let mut pusher = Pusher::with_options(&ctx, SocketOptions::default()).unwrap();
+    let ep = pusher.bind("tcp://127.0.0.1:0").unwrap().to_string();
+    let mut workers = pullers_with(&ctx, 2, &ep, mode);
+    assert!(pusher.wait_for_peers(2, WAIT));
+    for n in 0..N {
+        assert!(pusher.send(job(n)).unwrap(), "job {n} was not taken");
+    }
+    let got = drain(&mut workers, N);
+    nothing_more(&mut workers);
+    exactly_once(&got, 0..N);
+    // Neither is full on loopback with default queues, so the turns alternate exactly.
+    assert_eq!(
+        got[0].len(),
+        N / 2,
+        "{:?}",
+        got.iter().map(Vec::len).collect::<Vec<_>>()
+    );
+    assert_eq!(got[1].len(), N / 2);
+    // Each pusher's messages arrive in the order they were sent.
+    for g in &got {
+        assert!(g.windows(2).all(|w| w[0] < w[1]), "out of order: {g:?}");
+    }
+    let stats = pusher.stats();
+    assert_eq!(stats.messages_out, N as u64);
+    assert_eq!(stats.dropped, 0);
+    assert_eq!(stats.peers, 2);
+    let taken: u64 = workers.iter().map(|w| w.stats().messages_in).sum();
+    assert_eq!(taken, N as u64);
+}
+
+#[test]
+fn pullers_bind_over_ipc_and_tcp_and_a_pusher_connects_to_both() {
+    let ctx = Context::new().unwrap();
+    let dir = std::env::temp_dir().join(format!("volley-pushpull-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("sock");
+    let _ = std::fs::remove_file(&path);
+    let mut a = Puller::with_options(&ctx, SocketOptions::default()).unwrap();
+    let ipc = a.bind(&format!("ipc://{}", path.display())).unwrap();
+    let mut b = Puller::with_options(&ctx, SocketOptions::default()).unwrap();
+    let tcp = b.bind("tcp://127.0.0.1:0").unwrap();
+    let mut pusher = Pusher::with_options(&ctx, SocketOptions::default()).unwrap();
+    pusher.connect(&ipc.to_string()).unwrap();
+    pusher.connect(&tcp.to_string()).unwrap();
+    assert!(pusher.wait_for_peers(2, WAIT));
+    for n in 0..10 {
+        assert!(pusher.send(job(n)).unwrap());
+    }
+    let mut workers = [a, b];
+    let got = drain(&mut workers, 10);
+    exactly_once(&got, 0..10);
+    assert_eq!((got[0].len(), got[1].len()), (5, 5));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_puller_that_leaves_gets_nothing_more_and_the_other_takes_its_share() {
+    let ctx = Context::new().unwrap();
+    let mut pusher = Pusher::with_options(&ctx, SocketOptions::default()).unwrap();
+    let ep = pusher.bind("tcp://127.0.0.1:0").unwrap().to_string();
+    let mut workers = pullers(&ctx, 2, &ep);
+    assert!(pusher.wait_for_peers(2, WAIT));
+    for n in 0..100 {
+        assert!(pusher.send(job(n)).unwrap());
+    }
+    let got = drain(&mut workers, 100);
+    exactly_once(&got, 0..100);
+    assert!(got.iter().all(|g| !g.is_empty()), "{got:?}");
+
+    drop(workers.pop());
+    let deadline = Instant::now() + WAIT;
+    while pusher.peer_count() > 1 {
+        assert!(
+            Instant::now() < deadline,
+            "the closed puller is still a peer"
+        );
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    for n in 100..300 {
+        assert!(pusher.send(job(n)).unwrap());
+    }
+    let got = drain(&mut workers, 200);
+    nothing_more(&mut workers);
+    exactly_once(&got, 100..300);
+    assert_eq!(pusher.stats().dropped, 0);
+}
+
+#[test]
+fn with_no_puller_connected_messages_are_dropped_and_counted_or_wait_under_block() {
+    let ctx = Context::new().unwrap();
+    let mut pusher = Pusher::with_options(&ctx, SocketOptions::default()).unwrap();
+    let ep = pusher.bind("tcp://127.0.0.1:0").unwrap().to_string();
+    for n in 0..5 {
+        assert!(!pusher.send(job(n)).unwrap());
+    }
+    assert_eq!(pusher.stats().dropped, 5);
+    // A puller that connects now gets only what is sent from now on.
+    let mut workers = pullers(&ctx, 1, &ep);
+    assert!(pusher.wait_for_peers(1, WAIT));
+    assert!(pusher.send(job(5)).unwrap());
+    let got = drain(&mut workers, 1);
+    assert_eq!(got, [[5]]);
+    nothing_more(&mut workers);
+
+    // Block waits for a peer up to its timeout, then drops and counts.
+    let options = SocketOptions {
+        policy: OverflowPolicy::Block {
+            timeout: Some(Duration::from_millis(50)),
+        },
+        ..SocketOptions::default()
+    };
+    let mut blocking = Pusher::with_options(&ctx, options).unwrap();
+    let started = Instant::now();
+    assert!(!blocking.send(job(0)).unwrap());
+    assert!(started.elapsed() >= Duration::from_millis(50));
+    assert_eq!(blocking.stats().dropped, 1);
+}
+
+#[test]
+fn udp_and_pub_sub_peers_are_refused() {
+    let ctx = Context::new().unwrap();
+    let mut pusher = Pusher::with_options(&ctx, SocketOptions::default()).unwrap();
+    assert!(pusher.bind("udp://239.1.2.3:5000").is_err());
+    let mut puller = Puller::with_options(&ctx, SocketOptions::default()).unwrap();
+    assert!(puller.connect("udp://239.1.2.3:5000").is_err());
+
+    // A SUB cannot talk to a PUSH, nor a PUB to a PULL: the handshake refuses them.
+    let ep = pusher.bind("tcp://127.0.0.1:0").unwrap().to_string();
+    let mut sub = Subscriber::with_options(&ctx, SocketOptions::default()).unwrap();
+    sub.connect(&ep).unwrap();
+    sub.subscribe(b"").unwrap();
+    let ep = puller.bind("tcp://127.0.0.1:0").unwrap().to_string();
+    let mut publisher = Publisher::with_options(&ctx, SocketOptions::default()).unwrap();
+    publisher.connect(&ep).unwrap();
+    let deadline = Instant::now() + WAIT;
+    while pusher.stats().protocol_errors == 0 || puller.stats().protocol_errors == 0 {
+        assert!(
+            Instant::now() < deadline,
+            "a mismatched peer was not refused"
+        );
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    assert_eq!(pusher.peer_count(), 0);
+    assert!(!pusher.send(job(0)).unwrap());
+}
+
+/// A hand-written ZMTP 3.1 PULL peer that never reads after its handshake.
+fn stalled_pull(addr: &str) -> TcpStream {
+    let mut s = TcpStream::connect(addr.trim_start_matches("tcp://")).unwrap();
+    let mut greeting = [0u8; 64];
+    greeting[0] = 0xFF;
+    greeting[9] = 0x7F;
+    greeting[10] = 3;
+    greeting[11] = 1;
+    greeting[12..16].copy_from_slice(b"NULL");
+    s.write_all(&greeting).unwrap();
+    let mut ready = vec![0x04, 0, 5];
+    ready.extend_from_slice(b"READY");
+    ready.push(11);
+    ready.extend_from_slice(b"Socket-Type");
+    ready.extend_from_slice(&4u32.to_be_bytes());
+    ready.extend_from_slice(b"PULL");
+    ready[1] = (ready.len() - 2) as u8;
+    s.write_all(&ready).unwrap();
+    s
+}
+
+/// Counts the complete messages in a ZMTP byte stream after its greeting.
+fn count_messages(stream: &[u8]) -> usize {
+    use volley::wire::zmtp::{decode_frame, Decoded};
+    let mut rest = stream.get(64..).unwrap_or_default();
+    let mut messages = 0;
+    while let Ok(Decoded::Done(frame)) = decode_frame(rest, u64::MAX) {
+        if !frame.header.kind.is_command() && !frame.header.kind.more() {
+            messages += 1;
+        }
+        rest = &rest[frame.header.frame_len()..];
+    }
+    messages
+}
+
+/// Two pullers that stop reading: once both are full, DropNewest drops and counts, and
+/// every message is accounted for: sent == delivered to one of them + dropped.
+#[test]
+fn when_every_puller_is_full_drop_newest_drops_and_counts_each_message() {
+    const N: usize = 3000;
+    let ctx = Context::new().unwrap();
+    let options = SocketOptions {
+        queue_capacity: 16,
+        policy: OverflowPolicy::DropNewest,
+        ..SocketOptions::default()
+    };
+    let mut pusher = Pusher::with_options(&ctx, options).unwrap();
+    let ep = pusher.bind("tcp://127.0.0.1:0").unwrap().to_string();
+    let mut raws = [stalled_pull(&ep), stalled_pull(&ep)];
+    assert!(pusher.wait_for_peers(2, WAIT));
+    let payload = bytes::Bytes::from(vec![1u8; 16 * 1024]);
+    let mut taken = 0;
+    for _ in 0..N {
+        let m = Message::new(vec![bytes::Bytes::from_static(b"t"), payload.clone()]);
+        taken += usize::from(pusher.send(m).unwrap());
+    }
+    let dropped = pusher.stats().dropped as usize;
+    assert!(dropped > 0, "48 MB never filled both queues");
+    assert_eq!(taken + dropped, N);
+    // Both peers' queues filled before anything was dropped: each holds its share.
+    let queues: Vec<_> = pusher
+        .peer_stats()
+        .iter()
+        .map(|p| p.queue.unwrap())
+        .collect();
+    assert!(queues.iter().all(|q| q.dropped_newest > 0), "{queues:?}");
+
+    // Now read everything the pusher can still deliver, from both.
+    let mut streams = [Vec::new(), Vec::new()];
+    for raw in &raws {
+        raw.set_read_timeout(Some(Duration::from_millis(20)))
+            .unwrap();
+    }
+    let mut buf = vec![0u8; 1 << 20];
+    let deadline = Instant::now() + WAIT;
+    loop {
+        for (raw, stream) in raws.iter_mut().zip(&mut streams) {
+            while let Ok(n @ 1..) = raw.read(&mut buf) {
+                stream.extend_from_slice(&buf[..n]);
+            }
+        }
+        let delivered: usize = streams.iter().map(|s| count_messages(s)).sum();
+        if delivered + dropped >= N && pusher.flush(Duration::from_millis(1)) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "delivered {delivered} + dropped {dropped} of {N}"
+        );
+    }
+    let delivered: Vec<usize> = streams.iter().map(|s| count_messages(s)).collect();
+    assert!(delivered.iter().all(|&d| d > 0), "{delivered:?}");
+    assert_eq!(
+        delivered.iter().sum::<usize>() + dropped,
+        N,
+        "{delivered:?}"
+    );
+    assert_eq!(pusher.stats().messages_out as usize, taken);
+}
+
+#[test]
+fn block_waits_for_room_at_a_full_peer_and_loses_nothing() {
+    const N: usize = 5000;
+    let ctx = Context::new().unwrap();
+    let options = SocketOptions {
+        queue_capacity: 8,
+        policy: OverflowPolicy::Block { timeout: None },
+        ..SocketOptions::default()
+    };
+    let mut pusher = Pusher::with_options(&ctx, options).unwrap();
+    let ep = pusher.bind("tcp://127.0.0.1:0").unwrap().to_string();
+    let mut workers = pullers(&ctx, 2, &ep);
+    assert!(pusher.wait_for_peers(2, WAIT));
+    let receiver = std::thread::spawn(move || {
+        let got = drain(&mut workers, N);
+        (got, workers)
+    });
+    let payload = bytes::Bytes::from(vec![7u8; 4096]);
+    for n in 0..N {
+        let m = Message::new(vec![
+            bytes::Bytes::from(n.to_string()),
+            bytes::Bytes::from(n.to_string()),
+            payload.clone(),
+        ]);
+        assert!(pusher.send(m).unwrap());
+    }
+    let (got, _workers) = receiver.join().unwrap();
+    exactly_once(&got, 0..N);
+    assert_eq!(pusher.stats().dropped, 0);
+}
+
+#[test]
+fn a_puller_takes_from_every_pusher_each_in_order() {
+    const N: usize = 500;
+    let ctx = Context::new().unwrap();
+    let mut puller = Puller::with_options(&ctx, SocketOptions::default()).unwrap();
+    let ep = puller.bind("tcp://127.0.0.1:0").unwrap().to_string();
+    let mut pushers: Vec<Pusher> = (0..2)
+        .map(|_| {
+            let mut p = Pusher::with_options(&ctx, SocketOptions::default()).unwrap();
+            p.connect(&ep).unwrap();
+            assert!(p.wait_for_peers(1, WAIT));
+            p
+        })
+        .collect();
+    for n in 0..N {
+        for (i, p) in pushers.iter_mut().enumerate() {
+            assert!(p.send(job(i * N + n)).unwrap());
+        }
+    }
+    let got = drain(std::slice::from_mut(&mut puller), 2 * N);
+    exactly_once(&got, 0..2 * N);
+    for i in 0..2 {
+        let from: Vec<usize> = got[0].iter().copied().filter(|j| j / N == i).collect();
+        assert!(
+            from.windows(2).all(|w| w[0] < w[1]),
+            "pusher {i} out of order"
+        );
+    }
+    assert_eq!(puller.peer_stats().len(), 2);
+    assert_eq!(puller.stats().messages_in, 2 * N as u64);
+}
+
+// ---- the `volley push` / `volley pull` command line ----
+
+fn volley_cli(args: &[&str]) -> std::process::Child {
+    std::process::Command::new(env!("CARGO_BIN_EXE_volley"))
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start the volley CLI")
+}
+
+/// Waits (bounded) for `child` to exit 0 and returns its stdout lines.
+#[track_caller]
+fn cli_output(mut child: std::process::Child) -> Vec<String> {
+    let deadline = Instant::now() + WAIT;
+    while child.try_wait().unwrap().is_none() {
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let out = child.wait_with_output().unwrap();
+            panic!(
+                "the CLI did not exit; stderr: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}; stderr: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn cli_pulls_share_the_jobs_of_a_library_pusher() {
+    let ctx = Context::new().unwrap();
+    let mut pusher = Pusher::with_options(&ctx, SocketOptions::default()).unwrap();
+    let ep = pusher.bind("tcp://127.0.0.1:0").unwrap().to_string();
+    let pulls: Vec<_> = (0..2)
+        .map(|_| volley_cli(&["pull", &ep, "--count", "5", "--timeout", "10"]))
+        .collect();
+    assert!(
+        pusher.wait_for_peers(2, WAIT),
+        "the CLI pullers did not connect"
+    );
+    for n in 0..10 {
+        assert!(pusher.send(job(n)).unwrap());
+    }
+    let mut all = Vec::new();
+    for pull in pulls {
+        let lines = cli_output(pull);
+        assert_eq!(lines.len(), 5, "{lines:?}");
+        all.extend(lines);
+    }
+    all.sort();
+    let mut want: Vec<String> = (0..10).map(|n| format!("job\t{n}")).collect();
+    want.sort();
+    assert_eq!(all, want);
+}
+
+#[test]
+fn cli_push_connects_to_a_library_puller() {
+    let ctx = Context::new().unwrap();
+    let mut puller = Puller::with_options(&ctx, SocketOptions::default()).unwrap();
+    let ep = puller.bind("tcp://127.0.0.1:0").unwrap().to_string();
+    let push = volley_cli(&["push", "--connect", &ep, "--count", "20", "--size", "4"]);
+    let mut got = Vec::new();
+    for _ in 0..20 {
+        let m = puller
+            .recv_timeout(WAIT)
+            .unwrap()
+            .expect("a pushed message");
+        assert_eq!(m.frames().len(), 1);
+        got.push(String::from_utf8(m.frames()[0].to_vec()).unwrap());
+    }
+    let want: Vec<String> = (0..20).map(|n| format!("{n:.<4}")).collect();
+    assert_eq!(got, want);
+    assert!(cli_output(push).is_empty());
+}
+
+/// One puller that stops reading and one that keeps up, under Block: once the stalled
+/// one is full, everything goes to the other; nothing is dropped and nothing waits on
+/// the stalled peer for good.
+#[test]
+fn block_skips_a_stalled_puller_and_feeds_the_live_one() {
+    const N: usize = 2000;
+    let ctx = Context::new().unwrap();
+    let options = SocketOptions {
+        queue_capacity: 16,
+        policy: OverflowPolicy::Block { timeout: None },
+        ..SocketOptions::default()
+    };
+    let mut pusher = Pusher::with_options(&ctx, options).unwrap();
+    let ep = pusher.bind("tcp://127.0.0.1:0").unwrap().to_string();
+    let mut stalled = stalled_pull(&ep);
+    assert!(pusher.wait_for_peers(1, WAIT));
+    // Its inbound queue holds every message: what it does not get is at the stalled one.
+    let live_options = SocketOptions {
+        queue_capacity: 4 * N,
+        ..SocketOptions::default()
+    };
+    let mut live = Puller::with_options(&ctx, live_options).unwrap();
+    live.connect(&ep).unwrap();
+    assert!(pusher.wait_for_peers(2, WAIT));
+    let payload = bytes::Bytes::from(vec![3u8; 16 * 1024]);
+    for n in 0..N {
+        let m = Message::new(vec![
+            bytes::Bytes::from_static(b"job"),
+            bytes::Bytes::from(n.to_string()),
+            payload.clone(),
+        ]);
+        assert!(pusher.send(m).unwrap());
+    }
+    assert_eq!(pusher.stats().dropped, 0);
+    stalled
+        .set_read_timeout(Some(Duration::from_millis(10)))
+        .unwrap();
+    let mut live_got = Vec::new();
+    let mut stream = Vec::new();
+    let mut buf = vec![0u8; 1 << 20];
+    let deadline = Instant::now() + WAIT;
+    while count_messages(&stream) + live_got.len() < N {
+        assert!(
+            Instant::now() < deadline,
+            "stalled {} + live {} of {N}",
+            count_messages(&stream),
+            live_got.len()
+        );
+        while let Some(m) = live.try_recv().unwrap() {
+            live_got.push(job_number(&m));
+        }
+        if let Ok(n @ 1..) = stalled.read(&mut buf) {
+            stream.extend_from_slice(&buf[..n]);
+        }
+    }
+    assert_eq!(count_messages(&stream) + live_got.len(), N);
+    assert!(live_got.windows(2).all(|w| w[0] < w[1]));
+    // The stalled peer holds at most its queue plus a session's and a socket's worth.
+    assert!(live_got.len() > N / 2, "live got only {}", live_got.len());
+    assert_eq!(live.stats().dropped, 0);
+}
+
+#[test]
+fn block_with_a_timeout_drops_and_counts_when_every_puller_stays_full() {
+    let ctx = Context::new().unwrap();
+    let options = SocketOptions {
+        queue_capacity: 4,
+        policy: OverflowPolicy::Block {
+            timeout: Some(Duration::from_millis(20)),
+        },
+        ..SocketOptions::default()
+    };
+    let mut pusher = Pusher::with_options(&ctx, options).unwrap();
+    let ep = pusher.bind("tcp://127.0.0.1:0").unwrap().to_string();
+    let _stalled = stalled_pull(&ep);
+    assert!(pusher.wait_for_peers(1, WAIT));
+    let payload = bytes::Bytes::from(vec![3u8; 64 * 1024]);
+    let mut refused = 0;
+    for _ in 0..200 {
+        let m = Message::new(vec![bytes::Bytes::from_static(b"t"), payload.clone()]);
+        if !pusher.send(m).unwrap() {
+            refused += 1;
+        }
+        if refused == 3 {
+            break;
+        }
+    }
+    assert_eq!(refused, 3, "12 MB never filled the stalled peer");
+    assert_eq!(pusher.stats().dropped, 3);
+}
