@@ -303,6 +303,12 @@ fn lat(args: &Args) -> Res<()> {
         let mut ping_sub = subscriber(&ping_ctx, args, b, port, 11)?;
         let mut pong_sub = subscriber(&pong_ctx, args, a, port, 12)?;
         let mut pong_pub = publisher(&pong_ctx, args, b, port)?;
+        // The echo side's publisher must outlive the last pong's arrival: in reliable mode
+        // a lost last pong is repaired only by a publisher that is still there to announce
+        // it (heartbeat) and to answer the NAK. Dropped right after its last send, it left
+        // about one run in thirty waiting for a pong that could never come.
+        let pinger_done = std::sync::atomic::AtomicBool::new(false);
+        let pinger_done = &pinger_done;
         thread::scope(|scope| {
             let echo = scope.spawn(move || -> Res<()> {
                 for _ in 0..total {
@@ -310,6 +316,12 @@ fn lat(args: &Args) -> Res<()> {
                     pong_pub.send(m).map_err(|e| e.to_string())?;
                 }
                 pong_pub.flush(Duration::from_secs(1));
+                while !pinger_done.load(std::sync::atomic::Ordering::Acquire) {
+                    if Instant::now() > deadline {
+                        return Err("volley: the pinger did not finish".into());
+                    }
+                    thread::sleep(Duration::from_millis(1));
+                }
                 Ok(())
             });
             let mut rtts = Vec::with_capacity(args.count);
@@ -319,11 +331,16 @@ fn lat(args: &Args) -> Res<()> {
                 ping_pub
                     .send(Message::from_parts([payload.clone()]))
                     .map_err(|e| e.to_string())?;
-                volley_recv(&mut ping_sub, deadline)?;
+                let got = volley_recv(&mut ping_sub, deadline);
+                if got.is_err() {
+                    pinger_done.store(true, std::sync::atomic::Ordering::Release);
+                }
+                got?;
                 if i >= args.warmup {
                     rtts.push(t.elapsed().as_secs_f64() * 1e6 / 2.0);
                 }
             }
+            pinger_done.store(true, std::sync::atomic::Ordering::Release);
             echo.join().map_err(|_| "echo thread panicked")??;
             Ok::<_, String>(rtts)
         })?
