@@ -109,9 +109,13 @@ impl McastTx {
         })
     }
 
-    /// Closes a partly filled datagram and sends it.
+    /// Closes a partly filled datagram and sends it, with a heartbeat announcing the
+    /// stream's lead (see [`Sender::announce`]): after a user's flush, a receiver that lost
+    /// the tail learns of it (and NAKs it, or counts it lost) even if the publisher then
+    /// goes away.
     pub(crate) fn flush(&mut self, now: Instant) {
         self.sender.flush();
+        self.sender.announce();
         self.transmit(now);
     }
 

@@ -352,6 +352,16 @@ impl Sender {
         self.close_open();
     }
 
+    /// Sends a heartbeat with the next poll (once anything has been sent), so receivers
+    /// learn the stream's lead now: a receiver that lost the last datagram cannot tell
+    /// until a heartbeat or a later datagram says it exists, and a publisher about to go
+    /// (or go quiet) may not send either before it does.
+    pub fn announce(&mut self) {
+        if self.stats.datagrams > 0 {
+            self.heartbeat_now = true;
+        }
+    }
+
     fn close_open(&mut self) {
         let Some(mut open) = self.open.take() else {
             return;

@@ -1382,3 +1382,29 @@ fn in_order_traffic_arms_no_timer_but_the_retirement() {
         assert_eq!(receiver.stats().total().delivered_messages, 100);
     }
 }
+
+#[test]
+fn announce_sends_a_heartbeat_with_the_lead_at_once() {
+    let now = Instant::now();
+    let mut sender = Sender::new(SenderConfig::default(), 7, now).unwrap();
+    let mut buf = vec![0u8; 2048];
+    let mut datagrams = 0;
+    for _ in 0..3 {
+        sender.send_message(&[b"x"], now).unwrap();
+        sender.flush();
+        while let Some(len) = sender.poll_transmit(now, &mut buf) {
+            datagrams += usize::from(matches!(wire::decode(&buf[..len]), Ok(Frame::Data(..))));
+        }
+    }
+    assert_eq!(datagrams, 3);
+    // The next heartbeat is a timer away; announce makes it the next poll's.
+    assert_eq!(sender.poll_transmit(now, &mut buf), None);
+    sender.announce();
+    let len = sender.poll_transmit(now, &mut buf).expect("heartbeat now");
+    let Ok(Frame::Heartbeat(heartbeat)) = wire::decode(&buf[..len]) else {
+        panic!("expected a heartbeat")
+    };
+    // The lead covers the three datagrams: a receiver that lost the last one learns it.
+    assert_eq!(heartbeat.lead_seq, 3);
+    assert_eq!(sender.poll_transmit(now, &mut buf), None);
+}
