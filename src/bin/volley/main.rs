@@ -7,6 +7,7 @@ use clap::{Parser, Subcommand};
 
 mod demo;
 mod mcast;
+mod messages;
 mod pubsub;
 mod pushpull;
 mod statsd;

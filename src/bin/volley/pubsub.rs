@@ -1,11 +1,13 @@
 //! `volley pub` and `volley sub`.
 
-use std::io::{BufRead, Write};
+use std::io::Write;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use clap::Args;
 use volley::proto::mcast::LossConfig;
+
+use crate::messages::{frames_line, seconds, send_payloads};
 use volley::socket::{
     Endpoint, Message, MulticastReceiverStats, MulticastSenderStats, Publisher, SocketOptions,
     Subscriber,
@@ -167,11 +169,6 @@ fn print_receiver_stats(stats: &[MulticastReceiverStats]) {
     }
 }
 
-fn seconds(s: f64, what: &str) -> Result<Duration, String> {
-    Duration::try_from_secs_f64(s)
-        .map_err(|_| format!("{what} must be a non-negative number of seconds"))
-}
-
 pub fn publish(args: &PubArgs) -> Result<(), String> {
     let multicast = is_multicast(&args.endpoint);
     let options = multicast_options(multicast, args.reliable, 0.0, 1)?;
@@ -199,45 +196,13 @@ pub fn publish(args: &PubArgs) -> Result<(), String> {
         );
     }
     let topic = Bytes::from(args.topic.clone());
-    let interval = if args.rate > 0.0 {
-        Some(Duration::from_secs_f64(1.0 / args.rate))
-    } else {
-        None
-    };
     let start = Instant::now();
-    let mut sent = 0u64;
-    let pace = |sent: u64| {
-        if let Some(iv) = interval {
-            let due = start + iv.mul_f64(sent as f64);
-            let now = Instant::now();
-            if due > now {
-                std::thread::sleep(due - now);
-            }
-        }
-    };
-    match args.count {
-        Some(count) => {
-            for seq in 0..count {
-                pace(seq);
-                let mut payload = seq.to_string().into_bytes();
-                payload.resize(args.size.max(payload.len()), b'.');
-                publisher
-                    .send(Message::with_topic(topic.clone(), Bytes::from(payload)))
-                    .map_err(|e| e.to_string())?;
-                sent += 1;
-            }
-        }
-        None => {
-            for line in std::io::stdin().lock().lines() {
-                let line = line.map_err(|e| format!("reading stdin: {e}"))?;
-                pace(sent);
-                publisher
-                    .send(Message::with_topic(topic.clone(), Bytes::from(line)))
-                    .map_err(|e| e.to_string())?;
-                sent += 1;
-            }
-        }
-    }
+    let sent = send_payloads(args.count, args.size, args.rate, |payload| {
+        publisher
+            .send(Message::with_topic(topic.clone(), payload))
+            .map(drop)
+            .map_err(|e| e.to_string())
+    })?;
     let flushed = publisher.flush(Duration::from_secs(10));
     if multicast {
         std::thread::sleep(seconds(args.drain, "--drain")?);
@@ -297,16 +262,11 @@ pub fn subscribe(args: &SubArgs) -> Result<(), String> {
         if args.quiet {
             continue;
         }
+        // The topic is always text; the payload frames follow as asked.
         let mut line = String::from_utf8_lossy(message.topic()).into_owned();
-        for frame in message.frames().iter().skip(1) {
+        if message.frames().len() > 1 {
             line.push('\t');
-            if args.hex {
-                for b in frame.iter() {
-                    line.push_str(&format!("{b:02x}"));
-                }
-            } else {
-                line.push_str(&String::from_utf8_lossy(frame));
-            }
+            line.push_str(&frames_line(&message.frames()[1..], args.hex));
         }
         if writeln!(out, "{line}").is_err() {
             break; // stdout closed (e.g. piped into head)

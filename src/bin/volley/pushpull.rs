@@ -1,12 +1,13 @@
 //! `volley push` and `volley pull`.
 
-use std::io::{BufRead, Write};
+use std::io::Write;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use clap::Args;
 use volley::ring::OverflowPolicy;
 use volley::socket::{Message, Puller, Pusher, SocketOptions};
+
+use crate::messages::{frames_line, seconds, send_payloads};
 
 /// Options of `volley push`.
 #[derive(Debug, Args)]
@@ -66,11 +67,6 @@ pub struct PullArgs {
     quiet: bool,
 }
 
-fn seconds(s: f64, what: &str) -> Result<Duration, String> {
-    Duration::try_from_secs_f64(s)
-        .map_err(|_| format!("{what} must be a non-negative number of seconds"))
-}
-
 pub fn push(args: &PushArgs) -> Result<(), String> {
     let mut options = SocketOptions::default();
     if !args.drop {
@@ -95,43 +91,13 @@ pub fn push(args: &PushArgs) -> Result<(), String> {
             args.wait_peers, args.wait_timeout
         );
     }
-    let interval = (args.rate > 0.0).then(|| Duration::from_secs_f64(1.0 / args.rate));
     let start = Instant::now();
-    let pace = |sent: u64| {
-        if let Some(iv) = interval {
-            let due = start + iv.mul_f64(sent as f64);
-            let now = Instant::now();
-            if due > now {
-                std::thread::sleep(due - now);
-            }
-        }
-    };
-    let mut sent = 0u64;
-    let mut send = |payload: Vec<u8>| -> Result<(), String> {
-        pace(sent);
+    let sent = send_payloads(args.count, args.size, args.rate, |payload| {
         pusher
-            .send(Message::new(vec![Bytes::from(payload)]))
-            .map_err(|e| e.to_string())?;
-        sent += 1;
-        Ok(())
-    };
-    match args.count {
-        Some(count) => {
-            for seq in 0..count {
-                let mut payload = seq.to_string().into_bytes();
-                payload.resize(args.size.max(payload.len()), b'.');
-                send(payload)?;
-            }
-        }
-        None => {
-            for line in std::io::stdin().lock().lines() {
-                send(
-                    line.map_err(|e| format!("reading stdin: {e}"))?
-                        .into_bytes(),
-                )?;
-            }
-        }
-    }
+            .send(Message::new(vec![payload]))
+            .map(drop)
+            .map_err(|e| e.to_string())
+    })?;
     let flushed = pusher.flush(Duration::from_secs(10));
     let s = pusher.stats();
     eprintln!(
@@ -179,19 +145,7 @@ pub fn pull(args: &PullArgs) -> Result<(), String> {
         if args.quiet {
             continue;
         }
-        let mut line = String::new();
-        for (i, frame) in message.frames().iter().enumerate() {
-            if i > 0 {
-                line.push('\t');
-            }
-            if args.hex {
-                for b in frame.iter() {
-                    line.push_str(&format!("{b:02x}"));
-                }
-            } else {
-                line.push_str(&String::from_utf8_lossy(frame));
-            }
-        }
+        let line = frames_line(message.frames(), args.hex);
         if writeln!(out, "{line}").is_err() {
             break; // stdout closed (e.g. piped into head)
         }
