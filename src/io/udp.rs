@@ -274,14 +274,9 @@ impl McastSocket {
                 std::ptr::null_mut(),
             )
         };
-        if n < 0 {
-            let e = io::Error::last_os_error();
-            if e.kind() == io::ErrorKind::WouldBlock {
-                return Ok(0);
-            }
-            return Err(e);
-        }
-        let n = n as usize;
+        let Some(n) = received(n as isize)? else {
+            return Ok(0);
+        };
         for (i, header) in headers.iter().take(n).enumerate() {
             // SAFETY: initialised above; the kernel filled in the first `n`.
             let header = unsafe { header.assume_init_ref() };
@@ -324,14 +319,9 @@ impl McastSocket {
                 &mut addr_len,
             )
         };
-        if n < 0 {
-            let e = io::Error::last_os_error();
-            if e.kind() == io::ErrorKind::WouldBlock {
-                return Ok(0);
-            }
-            return Err(e);
-        }
-        let n = n as usize;
+        let Some(n) = received(n as isize)? else {
+            return Ok(0);
+        };
         self.unstamped = true;
         batch.lens[0] = if n > DATAGRAM_BUFFER {
             batch.truncated += 1;
@@ -511,6 +501,20 @@ fn sockaddr_to_std(addr: &libc::sockaddr_storage) -> Option<SocketAddr> {
             )))
         }
         _ => None,
+    }
+}
+
+/// A non-blocking receive call's return value: `Some(n)` for `n` datagrams or bytes,
+/// `None` when nothing was waiting, or the error.
+fn received(n: isize) -> io::Result<Option<usize>> {
+    if n >= 0 {
+        return Ok(Some(n as usize));
+    }
+    let e = io::Error::last_os_error();
+    if e.kind() == io::ErrorKind::WouldBlock {
+        Ok(None)
+    } else {
+        Err(e)
     }
 }
 
