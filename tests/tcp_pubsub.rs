@@ -9,6 +9,10 @@ use volley::io::Context;
 use volley::ring::OverflowPolicy;
 use volley::socket::{Message, Publisher, SocketOptions, Subscriber};
 
+#[path = "support/zmtp_peer.rs"]
+mod zmtp_peer;
+use zmtp_peer::{count_messages, raw_peer};
+
 const WAIT: Duration = Duration::from_secs(10);
 
 #[track_caller]
@@ -215,41 +219,6 @@ fn bad_endpoints_are_refused_with_a_reason() {
         ..SocketOptions::default()
     };
     assert!(Subscriber::with_options(&ctx, blocking_sub).is_err());
-}
-
-/// A hand-written ZMTP 3.1 peer: greeting, READY with the given socket type.
-fn raw_peer(addr: &str, socket_type: &str) -> TcpStream {
-    let mut s = TcpStream::connect(addr.trim_start_matches("tcp://")).unwrap();
-    let mut greeting = [0u8; 64];
-    greeting[0] = 0xFF;
-    greeting[9] = 0x7F;
-    greeting[10] = 3;
-    greeting[11] = 1;
-    greeting[12..16].copy_from_slice(b"NULL");
-    s.write_all(&greeting).unwrap();
-    let mut ready = vec![0x04, 0, 5];
-    ready.extend_from_slice(b"READY");
-    ready.push(11);
-    ready.extend_from_slice(b"Socket-Type");
-    ready.extend_from_slice(&(socket_type.len() as u32).to_be_bytes());
-    ready.extend_from_slice(socket_type.as_bytes());
-    ready[1] = (ready.len() - 2) as u8;
-    s.write_all(&ready).unwrap();
-    s
-}
-
-/// Counts the complete message frames in a ZMTP byte stream after its greeting.
-fn count_messages(stream: &[u8]) -> usize {
-    use volley::wire::zmtp::{decode_frame, Decoded};
-    let mut rest = &stream[64..];
-    let mut messages = 0;
-    while let Ok(Decoded::Done(frame)) = decode_frame(rest, u64::MAX) {
-        if !frame.header.kind.is_command() && !frame.header.kind.more() {
-            messages += 1;
-        }
-        rest = &rest[frame.header.frame_len()..];
-    }
-    messages
 }
 
 /// A subscriber that stops reading: the publisher's queue for it fills, and its

@@ -2,13 +2,16 @@
 //! against raw ZMTP peers that stop reading.
 
 use std::collections::BTreeSet;
-use std::io::{Read, Write};
-use std::net::TcpStream;
+use std::io::Read;
 use std::time::{Duration, Instant};
 
 use volley::io::Context;
 use volley::ring::OverflowPolicy;
 use volley::socket::{Message, Publisher, Puller, Pusher, RecvMode, SocketOptions, Subscriber};
+
+#[path = "support/zmtp_peer.rs"]
+mod zmtp_peer;
+use zmtp_peer::{count_messages, raw_peer};
 
 const WAIT: Duration = Duration::from_secs(10);
 
@@ -237,41 +240,6 @@ fn udp_and_pub_sub_peers_are_refused() {
     assert!(!pusher.send(job(0)).unwrap());
 }
 
-/// A hand-written ZMTP 3.1 PULL peer that never reads after its handshake.
-fn stalled_pull(addr: &str) -> TcpStream {
-    let mut s = TcpStream::connect(addr.trim_start_matches("tcp://")).unwrap();
-    let mut greeting = [0u8; 64];
-    greeting[0] = 0xFF;
-    greeting[9] = 0x7F;
-    greeting[10] = 3;
-    greeting[11] = 1;
-    greeting[12..16].copy_from_slice(b"NULL");
-    s.write_all(&greeting).unwrap();
-    let mut ready = vec![0x04, 0, 5];
-    ready.extend_from_slice(b"READY");
-    ready.push(11);
-    ready.extend_from_slice(b"Socket-Type");
-    ready.extend_from_slice(&4u32.to_be_bytes());
-    ready.extend_from_slice(b"PULL");
-    ready[1] = (ready.len() - 2) as u8;
-    s.write_all(&ready).unwrap();
-    s
-}
-
-/// Counts the complete messages in a ZMTP byte stream after its greeting.
-fn count_messages(stream: &[u8]) -> usize {
-    use volley::wire::zmtp::{decode_frame, Decoded};
-    let mut rest = stream.get(64..).unwrap_or_default();
-    let mut messages = 0;
-    while let Ok(Decoded::Done(frame)) = decode_frame(rest, u64::MAX) {
-        if !frame.header.kind.is_command() && !frame.header.kind.more() {
-            messages += 1;
-        }
-        rest = &rest[frame.header.frame_len()..];
-    }
-    messages
-}
-
 /// Two pullers that stop reading: once both are full, DropNewest drops and counts, and
 /// every message is accounted for: sent == delivered to one of them + dropped.
 #[test]
@@ -285,7 +253,7 @@ fn when_every_puller_is_full_drop_newest_drops_and_counts_each_message() {
     };
     let mut pusher = Pusher::with_options(&ctx, options).unwrap();
     let ep = pusher.bind("tcp://127.0.0.1:0").unwrap().to_string();
-    let mut raws = [stalled_pull(&ep), stalled_pull(&ep)];
+    let mut raws = [raw_peer(&ep, "PULL"), raw_peer(&ep, "PULL")];
     assert!(pusher.wait_for_peers(2, WAIT));
     let payload = bytes::Bytes::from(vec![1u8; 16 * 1024]);
     let mut taken = 0;
@@ -502,7 +470,7 @@ fn block_skips_a_stalled_puller_and_feeds_the_live_one() {
     };
     let mut pusher = Pusher::with_options(&ctx, options).unwrap();
     let ep = pusher.bind("tcp://127.0.0.1:0").unwrap().to_string();
-    let mut stalled = stalled_pull(&ep);
+    let mut stalled = raw_peer(&ep, "PULL");
     assert!(pusher.wait_for_peers(1, WAIT));
     // Its inbound queue holds every message: what it does not get is at the stalled one.
     let live_options = SocketOptions {
@@ -562,7 +530,7 @@ fn block_with_a_timeout_drops_and_counts_when_every_puller_stays_full() {
     };
     let mut pusher = Pusher::with_options(&ctx, options).unwrap();
     let ep = pusher.bind("tcp://127.0.0.1:0").unwrap().to_string();
-    let _stalled = stalled_pull(&ep);
+    let _stalled = raw_peer(&ep, "PULL");
     assert!(pusher.wait_for_peers(1, WAIT));
     let payload = bytes::Bytes::from(vec![3u8; 64 * 1024]);
     let mut refused = 0;
