@@ -121,6 +121,11 @@ fn every_subscriber_gets_every_message_in_order() {
     }
     let sent = &publisher.multicast_stats()[0];
     assert_eq!(sent.protocol.messages, n as u64);
+    let socket = publisher.stats();
+    let payload: u64 = (0..n)
+        .map(|i| ("cpu.load".len() + i.to_string().len()) as u64)
+        .sum();
+    assert_eq!((socket.messages_out, socket.bytes_out), (n as u64, payload));
     assert!(
         sent.protocol.datagrams < n as u64,
         "small messages are packed: {} datagrams for {n} messages",

@@ -63,6 +63,16 @@ pub(crate) struct McastTx {
     burst_until: Option<Instant>,
 }
 
+/// The clock, read at most once, and only if a send needs it.
+#[derive(Default)]
+pub(crate) struct LazyNow(Option<Instant>);
+
+impl LazyNow {
+    pub(crate) fn now(&mut self) -> Instant {
+        *self.0.get_or_insert_with(Instant::now)
+    }
+}
+
 impl McastTx {
     pub(crate) fn new(socket: McastSocket, sender: Sender, endpoint: Endpoint) -> McastTx {
         McastTx {
@@ -89,9 +99,21 @@ impl McastTx {
 
     /// Queues one message and sends whatever is due now. Returns whether the I/O thread
     /// must be woken to honour an earlier deadline (a linger that just started).
-    pub(crate) fn send(&mut self, frames: &[Bytes], now: Instant) -> Result<bool, SendError> {
+    pub(crate) fn send(
+        &mut self,
+        frames: &[Bytes],
+        clock: &mut LazyNow,
+    ) -> Result<bool, SendError> {
+        // A datagram is open only during a burst (or the linger after one), and its linger
+        // timer is already planned: a message that fits it needs neither the clock (a
+        // sizeable share of a small send) nor a look at what else is due.
+        let in_burst = self.sender.has_open();
+        if in_burst && self.sender.append_to_open(frames)? {
+            return Ok(false);
+        }
+        let now = clock.now();
         self.sender.send_message(frames, now)?;
-        if self.burst_until.is_none_or(|t| now >= t) {
+        if !in_burst && self.burst_until.is_none_or(|t| now >= t) {
             // Not in a burst: nothing to pack with, so waiting would only add latency.
             self.sender.flush();
         }
@@ -341,7 +363,12 @@ impl McastRx {
                         }
                     }
                     delivered += self.release(now, deliver);
-                    if self.read_by_user && (max == 1 || n < max) {
+                    if self.read_by_user {
+                        // One batch per poll: the user takes its messages before polling
+                        // again, so by the next read every slice of this batch's buffer
+                        // is usually gone and the buffer is reused. Reading on while they
+                        // are still queued took a fresh buffer per batch (for 8 KB
+                        // datagrams, a quarter-megabyte mapping and its page faults).
                         break;
                     }
                 }

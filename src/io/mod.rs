@@ -37,7 +37,7 @@ pub(crate) use direct::{ConnIo, DirectConn, DirectSend};
 /// again within a few hundred nanoseconds; a request/response exchange, even on loopback,
 /// takes several microseconds to come back, so its sends never wait.
 pub(crate) const BURST_GAP: std::time::Duration = std::time::Duration::from_micros(2);
-pub(crate) use mcast::{lock, open_socket, McastRx, McastTx};
+pub(crate) use mcast::{lock, open_socket, LazyNow, McastRx, McastTx};
 pub(crate) use stream::ConnectTarget;
 
 pub(crate) type SocketId = u64;

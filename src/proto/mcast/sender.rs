@@ -263,6 +263,29 @@ impl Sender {
         parts: &[B],
         now: Instant,
     ) -> Result<(), SendError> {
+        self.queue(parts, Some(now)).map(|_| ())
+    }
+
+    /// Queues a message made of `parts` only if it fits the open datagram (a burst is
+    /// being packed), which needs no clock; returns false, queueing nothing, otherwise.
+    /// Errors as [`Sender::send_message`].
+    pub fn append_to_open<B: AsRef<[u8]>>(&mut self, parts: &[B]) -> Result<bool, SendError> {
+        self.queue(parts, None)
+    }
+
+    /// Whether a datagram is open: messages sent now are packed into it, and the linger
+    /// (or a full datagram) sends it.
+    pub fn has_open(&self) -> bool {
+        self.open.is_some()
+    }
+
+    /// Queues the message, or (without `now`) only appends it to the open datagram;
+    /// returns whether it was queued.
+    fn queue<B: AsRef<[u8]>>(
+        &mut self,
+        parts: &[B],
+        now: Option<Instant>,
+    ) -> Result<bool, SendError> {
         if parts.is_empty() {
             return Err(SendError::Empty);
         }
@@ -273,37 +296,49 @@ impl Sender {
                 max: self.config.max_message_size,
             });
         }
+        let packed = DATA_HEADER_LEN + size <= self.config.max_datagram_size;
+        let fits_open = packed && self.fits_open(size);
+        let opens_at = match (fits_open, now) {
+            (true, _) => None,
+            (false, Some(now)) => Some(now),
+            (false, None) => return Ok(false),
+        };
         self.stats.messages += 1;
         self.stats.message_bytes += (size - parts.len() * mcast::FRAME_HEADER_LEN) as u64;
-        if DATA_HEADER_LEN + size <= self.config.max_datagram_size {
-            self.pack(parts, size, now);
-        } else {
-            self.fragment(parts);
+        match opens_at {
+            Some(now) if packed => self.open_datagram(now),
+            Some(_) => {
+                self.fragment(parts);
+                return Ok(true);
+            }
+            None => {}
         }
-        Ok(())
-    }
-
-    fn pack<B: AsRef<[u8]>>(&mut self, parts: &[B], size: usize, now: Instant) {
-        let fits = self.open.as_ref().is_some_and(|open| {
-            open.buf.len() + size <= self.config.max_datagram_size && open.count < u16::MAX
-        });
-        if !fits {
-            self.close_open();
-            let mut buf = self.pool.pop().unwrap_or_default();
-            buf.clear();
-            buf.reserve(self.config.max_datagram_size);
-            buf.resize(DATA_HEADER_LEN, 0);
-            self.open = Some(Open {
-                buf,
-                first_msg: self.next_msg,
-                count: 0,
-                close_at: after(now, self.config.linger),
-            });
-        }
-        let open = self.open.as_mut().expect("opened above");
+        let open = self.open.as_mut().expect("open, or opened above");
         mcast::encode_message(parts, &mut open.buf);
         open.count += 1;
         self.next_msg += 1;
+        Ok(true)
+    }
+
+    fn fits_open(&self, size: usize) -> bool {
+        self.open.as_ref().is_some_and(|open| {
+            open.buf.len() + size <= self.config.max_datagram_size && open.count < u16::MAX
+        })
+    }
+
+    /// Closes the open datagram (if any) and opens a new one, lingering from `now`.
+    fn open_datagram(&mut self, now: Instant) {
+        self.close_open();
+        let mut buf = self.pool.pop().unwrap_or_default();
+        buf.clear();
+        buf.reserve(self.config.max_datagram_size);
+        buf.resize(DATA_HEADER_LEN, 0);
+        self.open = Some(Open {
+            buf,
+            first_msg: self.next_msg,
+            count: 0,
+            close_at: after(now, self.config.linger),
+        });
     }
 
     fn fragment<B: AsRef<[u8]>>(&mut self, parts: &[B]) {

@@ -525,6 +525,39 @@ fn linger_packs_messages_spread_in_time_and_flush_ends_it() {
         .is_some());
 }
 
+/// The clock-free append packs into the open datagram only: with none open, or when the
+/// message does not fit, it queues nothing and says so, and what it queues is counted and
+/// sent like any other message.
+#[test]
+fn append_to_open_packs_only_into_an_open_datagram() {
+    let config = SenderConfig {
+        linger: Duration::from_micros(100),
+        max_datagram_size: 200,
+        ..SenderConfig::default()
+    };
+    let now = Instant::now();
+    let mut sender = Sender::new(config, 1, now).unwrap();
+    let mut buf = vec![0u8; 200];
+    assert!(sender.poll_transmit(now, &mut buf).is_some(), "announcing heartbeat");
+    assert!(!sender.has_open());
+    assert_eq!(sender.append_to_open(&[b"a"]), Ok(false), "nothing open");
+    assert_eq!(sender.stats().messages, 0);
+    sender.send_message(&[b"b"], now).unwrap();
+    assert!(sender.has_open());
+    assert_eq!(sender.append_to_open(&[b"c"]), Ok(true));
+    assert_eq!(sender.append_to_open(&[[0u8; 150]]), Ok(false), "does not fit");
+    assert_eq!(sender.append_to_open(&[] as &[&[u8]]), Err(SendError::Empty));
+    assert_eq!(sender.stats().messages, 2);
+    sender.flush();
+    let len = sender.poll_transmit(now, &mut buf).expect("flushed");
+    let Ok(Frame::Data(data, payload)) = wire::decode(&buf[..len]) else {
+        panic!()
+    };
+    assert_eq!((data.count, data.msg_seq), (2, 0));
+    assert!(payload.ends_with(b"c"), "{payload:?}");
+    assert!(!sender.has_open());
+}
+
 #[test]
 fn best_effort_counts_each_lost_datagram_as_its_messages() {
     let mut sim = Sim::new(
