@@ -86,7 +86,7 @@ mod tests;
 
 pub use loss::{LossConfig, LossGenerator, LossStats};
 pub use receiver::{PublisherStats, Receiver, ReceiverConfig, ReceiverStats};
-pub use sender::{SendError, Sender, SenderConfig, SenderStats};
+pub use sender::{SendError, Sender, SenderConfig, SenderStats, HEARTBEAT_CHECK_MAX};
 
 pub use crate::proto::zmtp::Message;
 

@@ -58,7 +58,8 @@ pub struct SenderConfig {
     pub retransmit_holdoff: Duration,
     /// First heartbeat after data stops (default 1 ms); the interval doubles after each
     /// heartbeat up to [`SenderConfig::heartbeat_max`]. This bounds how long a lost last
-    /// datagram goes unnoticed.
+    /// datagram goes unnoticed (after a busy stream, plus the timer's backoff: up to
+    /// [`HEARTBEAT_CHECK_MAX`] × this).
     pub heartbeat_min: Duration,
     /// Heartbeat interval of an idle publisher (default 100 ms).
     pub heartbeat_max: Duration,
@@ -215,8 +216,22 @@ pub struct Sender {
     heartbeat_due: Instant,
     heartbeat_interval: Duration,
     heartbeat_now: bool,
+    /// When the timer looks whether the heartbeat is due: what [`Sender::poll_timeout`]
+    /// reports for it. Each data datagram moves the heartbeat a `heartbeat_min` on; were
+    /// the timer to follow, steady traffic would wake it every `heartbeat_min` only to
+    /// find the heartbeat postponed again (loopback ping-pong: some 2,000 I/O-thread
+    /// wake-ups a second, each taking a core from a busy-polling thread). So data leaves
+    /// the check where it is, and a check that finds the heartbeat postponed looks again
+    /// after `heartbeat_check_backoff` (or when the heartbeat is due, if later), which
+    /// doubles per such check up to [`HEARTBEAT_CHECK_MAX`] × `heartbeat_min`.
+    heartbeat_check_at: Instant,
+    heartbeat_check_backoff: Duration,
     stats: SenderStats,
 }
+
+/// The heartbeat checks of a busy stream back off to this many `heartbeat_min`s: the most
+/// a heartbeat after the last data can be late by, on top of its own interval.
+pub const HEARTBEAT_CHECK_MAX: u32 = 16;
 
 impl Sender {
     /// A session with id `session_id` (pick it with [`super::random_session_id`] so a
@@ -240,6 +255,8 @@ impl Sender {
             heartbeat_due: now,
             heartbeat_interval,
             heartbeat_now: false,
+            heartbeat_check_at: now,
+            heartbeat_check_backoff: heartbeat_interval,
             stats: SenderStats::default(),
         })
     }
@@ -532,7 +549,9 @@ impl Sender {
                 reliable: self.config.reliable,
             };
             self.stats.heartbeats += 1;
+            self.heartbeat_check_backoff = self.config.heartbeat_min;
             self.heartbeat_due = now + self.heartbeat_interval;
+            self.heartbeat_check_at = self.heartbeat_due;
             self.heartbeat_interval = (self.heartbeat_interval * 2).min(self.config.heartbeat_max);
             return Some(heartbeat.encode(&mut buf[..HEARTBEAT_LEN]));
         }
@@ -590,7 +609,8 @@ impl Sender {
     /// [`Sender::poll_transmit`], which the caller runs after every input.
     pub fn poll_timeout(&self) -> Option<Instant> {
         let linger = self.open.as_ref().map(|open| open.close_at);
-        Some(linger.map_or(self.heartbeat_due, |at| at.min(self.heartbeat_due)))
+        let heartbeat = self.heartbeat_check_at;
+        Some(linger.map_or(heartbeat, |at| at.min(heartbeat)))
     }
 
     /// Advances timers to `now`; follow with [`Sender::poll_transmit`].
@@ -598,6 +618,13 @@ impl Sender {
         let lingered = self.open.as_ref().is_some_and(|open| now >= open.close_at);
         if lingered {
             self.close_open();
+        } else if now < self.heartbeat_due && now >= self.heartbeat_check_at {
+            // Woken for a heartbeat that data has postponed since: the stream is busy.
+            self.heartbeat_check_at = self.heartbeat_due.max(now + self.heartbeat_check_backoff);
+            let max = self.config.heartbeat_min * HEARTBEAT_CHECK_MAX;
+            self.heartbeat_check_backoff = (self.heartbeat_check_backoff * 2)
+                .min(max)
+                .min(self.config.heartbeat_max);
         }
     }
 

@@ -538,15 +538,25 @@ fn append_to_open_packs_only_into_an_open_datagram() {
     let now = Instant::now();
     let mut sender = Sender::new(config, 1, now).unwrap();
     let mut buf = vec![0u8; 200];
-    assert!(sender.poll_transmit(now, &mut buf).is_some(), "announcing heartbeat");
+    assert!(
+        sender.poll_transmit(now, &mut buf).is_some(),
+        "announcing heartbeat"
+    );
     assert!(!sender.has_open());
     assert_eq!(sender.append_to_open(&[b"a"]), Ok(false), "nothing open");
     assert_eq!(sender.stats().messages, 0);
     sender.send_message(&[b"b"], now).unwrap();
     assert!(sender.has_open());
     assert_eq!(sender.append_to_open(&[b"c"]), Ok(true));
-    assert_eq!(sender.append_to_open(&[[0u8; 150]]), Ok(false), "does not fit");
-    assert_eq!(sender.append_to_open(&[] as &[&[u8]]), Err(SendError::Empty));
+    assert_eq!(
+        sender.append_to_open(&[[0u8; 150]]),
+        Ok(false),
+        "does not fit"
+    );
+    assert_eq!(
+        sender.append_to_open(&[] as &[&[u8]]),
+        Err(SendError::Empty)
+    );
     assert_eq!(sender.stats().messages, 2);
     sender.flush();
     let len = sender.poll_transmit(now, &mut buf).expect("flushed");
@@ -556,6 +566,80 @@ fn append_to_open_packs_only_into_an_open_datagram() {
     assert_eq!((data.count, data.msg_seq), (2, 0));
     assert!(payload.ends_with(b"c"), "{payload:?}");
     assert!(!sender.has_open());
+}
+
+/// Steady traffic keeps postponing the heartbeat; the timer that looks for it backs off
+/// instead of firing every `heartbeat_min`, and once the traffic stops the heartbeat
+/// still goes out, within the backed-off check of the last data.
+#[test]
+fn heartbeat_checks_back_off_under_traffic_and_the_heartbeat_follows_its_end() {
+    let config = SenderConfig::default();
+    let min = config.heartbeat_min;
+    let start = Instant::now();
+    let mut sender = Sender::new(config, 1, start).unwrap();
+    let mut buf = vec![0u8; 1400];
+    let mut heartbeats = 0;
+    let mut wakes = 0;
+    let mut drain = |sender: &mut Sender, now: Instant, heartbeats: &mut u32| {
+        while let Some(len) = sender.poll_transmit(now, &mut buf) {
+            if matches!(wire::decode(&buf[..len]), Ok(Frame::Heartbeat(_))) {
+                *heartbeats += 1;
+            }
+        }
+    };
+    drain(&mut sender, start, &mut heartbeats);
+    assert_eq!(heartbeats, 1, "the announcing heartbeat");
+    // 200 ms of one message every 50 us, each sent at once, beside an I/O thread as the
+    // reactor runs it: it sleeps until the deadline it planned, runs the timer if that is
+    // due by then, and plans again; a send kicks it only for an earlier deadline.
+    let step = Duration::from_micros(50);
+    let mut now = start;
+    let mut planned = sender.poll_timeout().unwrap();
+    for _ in 0..4000 {
+        now += step;
+        if planned <= now {
+            wakes += 1;
+            if sender.poll_timeout().is_some_and(|t| t <= now) {
+                sender.handle_timeout(now);
+                drain(&mut sender, now, &mut heartbeats);
+            }
+            planned = sender.poll_timeout().unwrap();
+        }
+        sender.send_message(&[b"x"], now).unwrap();
+        sender.flush();
+        drain(&mut sender, now, &mut heartbeats);
+        planned = planned.min(sender.poll_timeout().unwrap());
+    }
+    let last_data = now;
+    assert_eq!(
+        heartbeats, 1,
+        "data announces the lead; no heartbeat while it flows"
+    );
+    eprintln!("{wakes} timer wake-ups in 200 ms of traffic");
+    assert!(
+        (1..=20).contains(&wakes),
+        "{wakes} timer wake-ups in 200 ms of traffic (one per heartbeat_min would be 200)"
+    );
+    // Silence: run the timer at its deadlines until the heartbeat goes out.
+    for _ in 0..10 {
+        let due = sender
+            .poll_timeout()
+            .expect("a heartbeat is always scheduled");
+        sender.handle_timeout(due);
+        drain(&mut sender, due, &mut heartbeats);
+        if heartbeats == 2 {
+            let late = due - last_data;
+            assert!(
+                late <= min * (HEARTBEAT_CHECK_MAX + 1),
+                "heartbeat {late:?} after the last data"
+            );
+            // Idle now: the next heartbeat comes a heartbeat_min later, as before.
+            let next = sender.poll_timeout().unwrap();
+            assert_eq!(next - due, min);
+            return;
+        }
+    }
+    panic!("no heartbeat after the traffic stopped");
 }
 
 #[test]
