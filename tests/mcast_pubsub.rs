@@ -308,7 +308,7 @@ fn busy_poll_reads_the_group_on_the_receiving_thread() {
                 .expect("message");
             got.push(number(&m));
         }
-        got
+        (got, sub.stats())
     });
     for i in 0..200 {
         publisher
@@ -316,7 +316,11 @@ fn busy_poll_reads_the_group_on_the_receiving_thread() {
             .unwrap();
         std::thread::sleep(Duration::from_micros(200));
     }
-    assert_eq!(echo.join().unwrap(), (0..200).collect::<Vec<_>>());
+    let (got, stats) = echo.join().unwrap();
+    assert_eq!(got, (0..200).collect::<Vec<_>>());
+    // Counted by the receiving thread, which read every one of them.
+    let bytes: u64 = (0..200).map(|i: u64| 1 + i.to_string().len() as u64).sum();
+    assert_eq!((stats.messages_in, stats.bytes_in), (200, bytes));
 }
 
 #[test]

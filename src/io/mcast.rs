@@ -68,10 +68,20 @@ pub(crate) struct McastTx {
 pub(crate) struct LazyNow(Option<Instant>);
 
 impl LazyNow {
+    /// A clock already read.
+    pub(crate) fn at(now: Instant) -> LazyNow {
+        LazyNow(Some(now))
+    }
+
     pub(crate) fn now(&mut self) -> Instant {
         *self.0.get_or_insert_with(Instant::now)
     }
 }
+
+/// Empty polls by a busy-polling user between two looks at the receiver's timers: a look
+/// needs the clock (a sizeable share of an empty poll), and the timers (NAK delays of
+/// hundreds of microseconds, a publisher's 10 s retirement) do not need it every poll.
+const EMPTY_POLLS_PER_TIMER_CHECK: u32 = 32;
 
 impl McastTx {
     pub(crate) fn new(socket: McastSocket, sender: Sender, endpoint: Endpoint) -> McastTx {
@@ -269,6 +279,8 @@ pub(crate) struct McastRx {
     /// instead of walking every publisher's session on each empty poll. The I/O thread
     /// runs them, too, on the deadline it plans.
     timers_due: Option<Instant>,
+    /// Empty polls by the user since the timers were last looked at.
+    empty_polls: u32,
 }
 
 impl McastRx {
@@ -294,6 +306,7 @@ impl McastRx {
             read_by_user,
             read_one: false,
             timers_due: None,
+            empty_polls: 0,
         }
     }
 
@@ -313,7 +326,7 @@ impl McastRx {
     /// per message in a ping-pong.
     pub(crate) fn read(
         &mut self,
-        now: Instant,
+        clock: &mut LazyNow,
         limit: usize,
         deliver: &mut dyn FnMut(Message),
     ) -> usize {
@@ -337,6 +350,7 @@ impl McastRx {
                 }
                 Ok(n) => {
                     heard = true;
+                    let now = clock.now();
                     self.read_one = self.read_by_user && max == BATCH && n == 1;
                     // The batch's datagrams are copied back to back into one buffer, and
                     // every delivered frame is a slice of it: one buffer per batch
@@ -384,7 +398,17 @@ impl McastRx {
             while let Some(len) = self.receiver.poll_queued_nak(&mut self.nak_buf) {
                 self.send_nak(len);
             }
+        } else if self.read_by_user {
+            self.empty_polls += 1;
+            if self.empty_polls < EMPTY_POLLS_PER_TIMER_CHECK {
+                return delivered;
+            }
         }
+        self.empty_polls = 0;
+        if self.timers_due.is_none() && !heard {
+            return delivered;
+        }
+        let now = clock.now();
         let due = self.timers_due.is_some_and(|due| due <= now);
         if due {
             self.send_naks(now);

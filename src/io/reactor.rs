@@ -331,7 +331,9 @@ impl Reactor {
                     return;
                 };
                 let mut rx = crate::io::lock(rx);
-                deliver_to(entry, |deliver| rx.read(now, usize::MAX, deliver));
+                deliver_to(entry, |deliver| {
+                    rx.read(&mut crate::io::LazyNow::at(now), usize::MAX, deliver)
+                });
             }
         }
     }

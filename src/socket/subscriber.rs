@@ -11,7 +11,7 @@ use super::multicast::{self, MulticastReceiverStats};
 use super::{
     check_capacity, Endpoint, Error, Message, RecvMode, SocketHandle, SocketOptions, SocketStats,
 };
-use crate::io::{lock, Command, Context, DirectConn, McastRx, Role};
+use crate::io::{lock, Command, Context, DirectConn, LazyNow, McastRx, Role};
 use crate::proto::subscriptions::SubscriptionTable;
 use crate::ring::{
     spsc, Consumer, OverflowPolicy, PopTimeoutError, RingConfig, RingStats, TryPopError,
@@ -58,6 +58,8 @@ pub struct Subscriber {
     conns: Vec<DirectConn>,
     /// Messages this thread read itself (BusyPoll), in order, not yet returned.
     pending: VecDeque<Message>,
+    /// Messages and bytes this thread read from the multicast groups itself.
+    group_in: (u64, u64),
 }
 
 impl Subscriber {
@@ -118,6 +120,7 @@ impl Subscriber {
             handed_over,
             conns: Vec::new(),
             pending: VecDeque::new(),
+            group_in: (0, 0),
         })
     }
 
@@ -188,9 +191,10 @@ impl Subscriber {
     /// already pushed into the ring is older than what this read finds, so it moves to
     /// `pending` first: one publisher's messages stay in order.
     fn read_groups(&mut self) {
-        let now = Instant::now();
+        // Read only if something needs it: an empty poll of the groups does not.
+        let mut clock = LazyNow::default();
         let limit = self.options.queue_capacity;
-        self.read_conns(now, limit.min(DIRECT_READ_LIMIT));
+        self.read_conns(&mut clock, limit.min(DIRECT_READ_LIMIT));
         let (mut messages, mut bytes) = (0u64, 0u64);
         for group in &self.groups {
             let Ok(mut rx) = group.try_lock() else {
@@ -198,27 +202,27 @@ impl Subscriber {
             };
             let pending = &mut self.pending;
             self.inbound.pop_batch(usize::MAX, |m| pending.push_back(m));
-            rx.read(now, limit, &mut |m: Message| {
+            rx.read(&mut clock, limit, &mut |m: Message| {
                 messages += 1;
                 bytes += m.byte_len() as u64;
                 pending.push_back(m);
             });
         }
-        if messages > 0 {
-            let shared = &self.handle.shared;
-            shared.messages_in.fetch_add(messages, Ordering::Relaxed);
-            shared.bytes_in.fetch_add(bytes, Ordering::Relaxed);
-        }
+        // Counted in the handle (this thread is the only one that adds these), not with
+        // two atomic adds per read; `stats` adds them in.
+        self.group_in.0 += messages;
+        self.group_in.1 += bytes;
     }
 
     /// Reads the TCP/IPC connections the I/O thread handed over, like the groups.
-    fn read_conns(&mut self, now: Instant, limit: usize) {
+    fn read_conns(&mut self, clock: &mut LazyNow, limit: usize) {
         if let Some(handed_over) = &self.handed_over {
             self.conns.extend(handed_over.try_iter());
         }
         if self.conns.is_empty() {
             return;
         }
+        let now = clock.now();
         let mut any_failed = false;
         let (mut total_messages, mut total_bytes) = (0u64, 0u64);
         self.conns.retain(|conn| {
@@ -362,6 +366,8 @@ impl Subscriber {
     /// evicted.
     pub fn stats(&self) -> SocketStats {
         let mut s = self.handle.shared.stats();
+        s.messages_in += self.group_in.0;
+        s.bytes_in += self.group_in.1;
         let q = self.inbound.stats();
         s.dropped = q.dropped_newest + q.dropped_oldest;
         s
