@@ -16,7 +16,9 @@
 //! * `mpsc_u64_2p`, `mpsc_64b_2p`: two producer threads push N/2 items each, the bench
 //!   thread pops N. This machine has 2 cores, so 3 spinning threads would fight over
 //!   them: in these two groups every contestant waits by spinning 64 times, then yielding
-//!   (the two producers share one CPU).
+//!   (the two producers share one CPU). The interleaved summary's mpsc table also shows
+//!   `volley_published`, the ring on `MpscCore::Published` (made for a consumer that
+//!   keeps up; this bench runs the ring full).
 //! * `single_thread`: one push then one pop on the bench thread (one element = one pair).
 //! * `policy_nonfull`: the same push + pop on a never-full volley ring under each
 //!   `OverflowPolicy` (BusySpin, so no wake-up checks are involved): the policy is applied
@@ -60,7 +62,7 @@ use std::time::{Duration, Instant};
 use criterion::measurement::WallTime;
 use criterion::{criterion_group, BenchmarkGroup, Criterion, SamplingMode, Throughput};
 use crossbeam_queue::ArrayQueue;
-use volley::ring::{mpsc, spsc, ItemSize, OverflowPolicy, RingConfig, WaitStrategy};
+use volley::ring::{mpsc, spsc, ItemSize, MpscCore, OverflowPolicy, RingConfig, WaitStrategy};
 
 /// Capacity of every ring.
 const CAP: usize = 1024;
@@ -194,6 +196,13 @@ fn volley_spsc_default<T: Item>() -> (volley::ring::Producer<T>, volley::ring::C
 
 fn volley_mpsc<T: Item>() -> (volley::ring::MpscProducer<T>, volley::ring::Consumer<T>) {
     mpsc(CAP, busy(OverflowPolicy::DropNewest))
+}
+
+fn volley_mpsc_published<T: Item>() -> (volley::ring::MpscProducer<T>, volley::ring::Consumer<T>) {
+    mpsc(
+        CAP,
+        busy(OverflowPolicy::DropNewest).mpsc_core(MpscCore::Published),
+    )
 }
 
 fn volley_mpsc_default<T: Item>() -> (volley::ring::MpscProducer<T>, volley::ring::Consumer<T>) {
@@ -945,6 +954,10 @@ fn interleaved_summary() {
         vec![
             ("volley_busyspin", mpsc_run::<u64, _, _>(volley_mpsc::<u64>)),
             ("arrayqueue", mpsc_run::<u64, _, _>(array_queue::<u64>)),
+            (
+                "volley_published",
+                mpsc_run::<u64, _, _>(volley_mpsc_published::<u64>),
+            ),
             ("crossbeam_channel", mpsc_run::<u64, _, _>(channel::<u64>)),
         ],
     );

@@ -1,5 +1,5 @@
 //! Model tests: random operation sequences on a ring against a `VecDeque` oracle, for
-//! every overflow policy, on both cores (spsc and mpsc). Every step compares the result of
+//! every overflow policy, on every core (spsc, and mpsc on either of its cores). Every step compares the result of
 //! the operation and the ring's counters with the oracle.
 
 use std::collections::VecDeque;
@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use proptest::prelude::*;
 use volley::ring::{
-    mpsc, spsc, Consumer, MpscProducer, OverflowPolicy, Producer, PushError, RingConfig, RingStats,
-    TryPopError, WaitStrategy,
+    mpsc, spsc, Consumer, MpscCore, MpscProducer, OverflowPolicy, Producer, PushError, RingConfig,
+    RingStats, TryPopError, WaitStrategy,
 };
 
 #[derive(Debug, Clone)]
@@ -170,14 +170,24 @@ fn assert_stats(actual: RingStats, expected: RingStats) {
     assert_eq!(actual, expected);
 }
 
-fn run(multi: bool, policy: OverflowPolicy, wait: WaitStrategy, capacity: usize, ops: Vec<Op>) {
+/// Which ring is modelled: spsc, or mpsc on one of its cores.
+#[derive(Debug, Clone, Copy)]
+enum Shape {
+    Spsc,
+    Mpsc(MpscCore),
+}
+
+fn run(shape: Shape, policy: OverflowPolicy, wait: WaitStrategy, capacity: usize, ops: Vec<Op>) {
     let config = RingConfig::with_policy(policy).wait(wait);
-    let (mut tx, mut rx): (Ends, Consumer<u64>) = if multi {
-        let (tx, rx) = mpsc(capacity, config);
-        (Ends::Multi(tx), rx)
-    } else {
-        let (tx, rx) = spsc(capacity, config);
-        (Ends::Single(tx), rx)
+    let (mut tx, mut rx): (Ends, Consumer<u64>) = match shape {
+        Shape::Mpsc(core) => {
+            let (tx, rx) = mpsc(capacity, config.mpsc_core(core));
+            (Ends::Multi(tx), rx)
+        }
+        Shape::Spsc => {
+            let (tx, rx) = spsc(capacity, config);
+            (Ends::Single(tx), rx)
+        }
     };
     let mut oracle = Oracle::new(policy, capacity);
     let mut next = 0u64;
@@ -233,11 +243,16 @@ proptest! {
 
     #[test]
     fn spsc_matches_the_oracle(policy in policy(), wait in wait(), capacity in 1usize..6, ops in prop::collection::vec(op(), 0..200)) {
-        run(false, policy, wait, capacity, ops);
+        run(Shape::Spsc, policy, wait, capacity, ops);
     }
 
     #[test]
     fn mpsc_matches_the_oracle(policy in policy(), wait in wait(), capacity in 1usize..6, ops in prop::collection::vec(op(), 0..200)) {
-        run(true, policy, wait, capacity, ops);
+        run(Shape::Mpsc(MpscCore::Stamped), policy, wait, capacity, ops);
+    }
+
+    #[test]
+    fn mpsc_published_core_matches_the_oracle(policy in policy(), wait in wait(), capacity in 1usize..6, ops in prop::collection::vec(op(), 0..200)) {
+        run(Shape::Mpsc(MpscCore::Published), policy, wait, capacity, ops);
     }
 }

@@ -9,7 +9,7 @@ use std::thread;
 use std::time::Duration;
 
 use volley::ring::{
-    mpsc, spsc, Consumer, OverflowPolicy, PushError, RingConfig, RingStats, WaitStrategy,
+    mpsc, spsc, Consumer, MpscCore, OverflowPolicy, PushError, RingConfig, RingStats, WaitStrategy,
 };
 
 const ITEMS_PER_PRODUCER: u64 = if cfg!(debug_assertions) {
@@ -147,8 +147,10 @@ fn spsc_every_policy_reconciles() {
 #[test]
 fn mpsc_two_producers_every_policy_reconciles() {
     const PRODUCERS: u64 = 2;
-    for policy in policies() {
-        let (tx, mut rx) = mpsc::<u64>(1024, RingConfig::with_policy(policy));
+    let cores = [MpscCore::Stamped, MpscCore::Published];
+    for (policy, core) in policies().into_iter().flat_map(|p| cores.map(|c| (p, c))) {
+        let config = RingConfig::with_policy(policy).mpsc_core(core);
+        let (tx, mut rx) = mpsc::<u64>(1024, config);
         let handles: Vec<_> = (0..PRODUCERS)
             .map(|p| {
                 let tx = tx.clone();

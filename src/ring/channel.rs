@@ -5,10 +5,11 @@ use std::collections::VecDeque;
 use std::ptr::NonNull;
 use std::time::{Duration, Instant};
 
-use super::config::{ItemSize, OverflowPolicy, RingConfig};
+use super::config::{ItemSize, MpscCore, OverflowPolicy, RingConfig};
 use super::emplace::{Emplace, Owned};
 use super::error::{Closed, PopTimeoutError, PushBatch, PushError, TryPopError};
 use super::fast::{FastConsumer, FastProducer, FastRing};
+use super::published::PublishedRing;
 use super::stamped::{Rejected, StampedRing};
 use super::stats::{bump, Counters, RingStats};
 use super::wait::Notifier;
@@ -23,7 +24,11 @@ const DETOUR_BUFFERING: usize = 2;
 const OVERFLOW_BATCH: usize = 256;
 
 pub(crate) enum Core<T> {
+    /// One producer, no eviction.
     Fast(FastRing<T>),
+    /// Several producers, no eviction, [`MpscCore::Published`].
+    Published(PublishedRing<T>),
+    /// Several producers ([`MpscCore::Stamped`]), or DropOldest with one or several.
     Stamped(StampedRing<T>),
 }
 
@@ -31,6 +36,7 @@ impl<T> Core<T> {
     fn capacity(&self) -> usize {
         match self {
             Core::Fast(r) => r.capacity(),
+            Core::Published(r) => r.capacity(),
             Core::Stamped(r) => r.layout().capacity(),
         }
     }
@@ -39,6 +45,7 @@ impl<T> Core<T> {
     fn totals(&self) -> (u64, u64) {
         match self {
             Core::Fast(r) => r.totals(),
+            Core::Published(r) => r.totals(),
             Core::Stamped(r) => r.totals(),
         }
     }
@@ -46,6 +53,7 @@ impl<T> Core<T> {
     fn len(&self) -> usize {
         match self {
             Core::Fast(r) => r.len(),
+            Core::Published(r) => r.len(),
             Core::Stamped(r) => r.len(),
         }
     }
@@ -101,10 +109,10 @@ impl<T> Shared<T> {
         consumer_may_park: bool,
     ) -> Self {
         let evicting = config.policy == OverflowPolicy::DropOldest;
-        let core = if multi_producer || evicting {
-            Core::Stamped(StampedRing::new(capacity, multi_producer, evicting))
-        } else {
-            Core::Fast(FastRing::new(capacity))
+        let core = match (multi_producer, evicting, config.mpsc_core) {
+            (false, false, _) => Core::Fast(FastRing::new(capacity)),
+            (true, false, MpscCore::Published) => Core::Published(PublishedRing::new(capacity)),
+            _ => Core::Stamped(StampedRing::new(capacity, multi_producer, evicting)),
         };
         let fast_core = matches!(core, Core::Fast(_));
         let buffer_policy = matches!(config.policy, OverflowPolicy::Buffer { .. });
@@ -151,6 +159,7 @@ impl<T> Shared<T> {
     fn has_room(&self) -> bool {
         match &self.core {
             Core::Fast(r) => r.has_room(),
+            Core::Published(r) => r.has_room(),
             Core::Stamped(r) => r.has_room(),
         }
     }
@@ -323,6 +332,22 @@ impl<T: ItemSize> Shared<T> {
     }
 }
 
+/// Pops up to `max` items with `pop` into `f`; returns how many.
+#[inline(always)]
+fn pop_each<T>(max: usize, mut pop: impl FnMut() -> Option<T>, f: &mut impl FnMut(T)) -> usize {
+    let mut k = 0;
+    while k < max {
+        match pop() {
+            Some(item) => {
+                f(item);
+                k += 1;
+            }
+            None => break,
+        }
+    }
+    k
+}
+
 /// A refusal of an [`Owned`] push, for the item inside.
 #[inline(always)]
 fn unwrap_owned<T>(error: PushError<Owned<T>>) -> PushError<T> {
@@ -465,6 +490,7 @@ impl<T: ItemSize> Producer<T> {
                 ring.push(item, &mut |old| shared.evicted(old))
                     .map_err(|Rejected::Full(item)| item)
             }),
+            Core::Published(_) => unreachable!("single-producer rings are never published"),
         };
         pushed.map_err(unwrap_owned)
     }
@@ -541,13 +567,14 @@ impl<T: ItemSize> MpscProducer<T> {
     #[inline(always)]
     pub(crate) fn push_emplace<E: Emplace<T>>(&self, item: E) -> Result<(), PushError<E>> {
         let shared = &*self.shared;
-        let Core::Stamped(ring) = &shared.core else {
-            unreachable!("mpsc rings are always stamped")
-        };
-        shared.push_with(item, |item| {
-            ring.push(item, &mut |old| shared.evicted(old))
-                .map_err(|Rejected::Full(item)| item)
-        })
+        match &shared.core {
+            Core::Published(ring) => shared.push_with(item, |item| ring.push(item)),
+            Core::Stamped(ring) => shared.push_with(item, |item| {
+                ring.push(item, &mut |old| shared.evicted(old))
+                    .map_err(|Rejected::Full(item)| item)
+            }),
+            Core::Fast(_) => unreachable!("mpsc rings are never fast"),
+        }
     }
 
     /// Pushes items from `items` in order; stops at the first refusal.
@@ -664,6 +691,7 @@ impl<T> Consumer<T> {
     fn pop_core(&mut self) -> Option<T> {
         match &self.shared.core {
             Core::Fast(r) => r.try_pop(&mut self.fast),
+            Core::Published(r) => r.pop(),
             Core::Stamped(r) => r.pop(),
         }
     }
@@ -673,6 +701,7 @@ impl<T> Consumer<T> {
             || self.shared.overflow_queued.load(Ordering::Acquire) != 0
             || match &self.shared.core {
                 Core::Fast(r) => r.has_items(&self.fast),
+                Core::Published(r) => r.has_items(),
                 Core::Stamped(r) => r.has_items(),
             }
     }
@@ -771,19 +800,8 @@ impl<T: ItemSize> Consumer<T> {
         if n < max {
             let popped = match &self.shared.core {
                 Core::Fast(r) => r.pop_into(&mut self.fast, max - n, &mut f),
-                Core::Stamped(r) => {
-                    let mut k = 0;
-                    while k < max - n {
-                        match r.pop() {
-                            Some(item) => {
-                                f(item);
-                                k += 1;
-                            }
-                            None => break,
-                        }
-                    }
-                    k
-                }
+                Core::Published(r) => pop_each(max - n, || r.pop(), &mut f),
+                Core::Stamped(r) => pop_each(max - n, || r.pop(), &mut f),
             };
             if popped > 0 {
                 self.shared.after_pop();
@@ -808,17 +826,27 @@ impl<T: ItemSize> Consumer<T> {
     /// on that core a producer that laps the ring waits for the slot being shown.
     pub(crate) fn pop_batch_ref(&mut self, max: usize, mut f: impl FnMut(&T)) -> usize {
         let shared = &*self.shared;
-        let Core::Stamped(ring) = &shared.core else {
-            return self.pop_batch(max, |item| f(&item));
-        };
-        if !self.overflow_batch.is_empty() || shared.overflow_queued.load(Ordering::Acquire) != 0 {
+        if matches!(shared.core, Core::Fast(_))
+            || !self.overflow_batch.is_empty()
+            || shared.overflow_queued.load(Ordering::Acquire) != 0
+        {
             // Overflow items are values already, and the order between them and the ring
             // is `pop_batch`'s business.
             return self.pop_batch(max, |item| f(&item));
         }
         let mut popped = 0;
-        while popped < max && ring.pop_ref(&mut f) {
-            popped += 1;
+        match &shared.core {
+            Core::Published(ring) => {
+                while popped < max && ring.pop_ref(&mut f) {
+                    popped += 1;
+                }
+            }
+            Core::Stamped(ring) => {
+                while popped < max && ring.pop_ref(&mut f) {
+                    popped += 1;
+                }
+            }
+            Core::Fast(_) => unreachable!("handled above"),
         }
         if popped > 0 {
             shared.after_pop();

@@ -73,6 +73,29 @@ impl Default for WaitStrategy {
     }
 }
 
+/// Which core an [`mpsc`](super::mpsc) ring is built on: a trade between a ring whose
+/// consumer keeps up and one that runs full. [`spsc`](super::spsc) rings, and every ring
+/// with [`OverflowPolicy::DropOldest`] (which needs the stamped core to evict), ignore it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum MpscCore {
+    /// Vyukov's slot-stamped queue, laid out as crossbeam's `ArrayQueue`: a pop frees its
+    /// slot by writing the slot's stamp, and a push learns from that stamp that the slot
+    /// is free. On a ring that runs full (producers faster than the consumer) this moves
+    /// the fewest cache lines per item. The default.
+    #[default]
+    Stamped,
+    /// The LMAX Disruptor's multi-producer sequencer: producers check a copy of the head
+    /// kept on the tail's cache line, and the consumer never writes a slot, so a push into
+    /// a ring with room takes over a line the consumer only read. Best when the consumer
+    /// keeps up (the ring is rarely full); measured for the StatsD client's callers, 36.1
+    /// against 40.1 ns per metric on a quiet host and 49.1 against 52.8 on a busy one
+    /// (medians of 10 and 8 alternating runs, faster in 9 of 10 and 8 of 8). On a
+    /// ring that runs full every push also reads the head, which the consumer writes on
+    /// each pop: two producers flat out against one consumer moved 60-65 M items/s
+    /// against the stamped core's 70-76 M in the same runs.
+    Published,
+}
+
 /// The configuration of one ring.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct RingConfig {
@@ -81,6 +104,8 @@ pub struct RingConfig {
     /// How the consumer waits in [`Consumer::pop`](super::Consumer::pop) and a producer
     /// waits under [`OverflowPolicy::Block`].
     pub wait: WaitStrategy,
+    /// The core of an [`mpsc`](super::mpsc) ring.
+    pub mpsc_core: MpscCore,
 }
 
 impl RingConfig {
@@ -95,6 +120,12 @@ impl RingConfig {
     /// This configuration with another wait strategy.
     pub fn wait(mut self, wait: WaitStrategy) -> Self {
         self.wait = wait;
+        self
+    }
+
+    /// This configuration with another [`MpscCore`].
+    pub fn mpsc_core(mut self, core: MpscCore) -> Self {
+        self.mpsc_core = core;
         self
     }
 }

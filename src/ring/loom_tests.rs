@@ -12,6 +12,13 @@ fn cfg(policy: OverflowPolicy, wait: WaitStrategy) -> RingConfig {
     RingConfig::with_policy(policy).wait(wait)
 }
 
+/// Runs an mpsc model once per several-producer core (DropOldest rings are always stamped).
+fn each_mpsc_core(model: impl Fn(MpscCore) + Sync + Send + Copy + 'static) {
+    for core in [MpscCore::Stamped, MpscCore::Published] {
+        loom::model(move || model(core));
+    }
+}
+
 /// SPSC push/pop race across a wrap-around: what is popped is a prefix-ordered subset of
 /// what was pushed, and the counters add up.
 #[test]
@@ -134,11 +141,29 @@ fn blocked_producer_is_woken() {
     });
 }
 
+/// A producer of an mpsc ring blocked for room (Block) is woken by the pop that makes it.
+#[test]
+fn mpsc_blocked_producer_is_woken() {
+    each_mpsc_core(|core| {
+        let config =
+            cfg(OverflowPolicy::Block { timeout: None }, WaitStrategy::Park).mpsc_core(core);
+        let (tx, mut rx) = mpsc::<u32>(1, config);
+        let producer = thread::spawn(move || {
+            tx.push(1).unwrap();
+            tx.push(2).unwrap();
+        });
+        assert_eq!(rx.pop(), Ok(1));
+        assert_eq!(rx.pop(), Ok(2));
+        producer.join().unwrap();
+    });
+}
+
 /// The mpsc consumer parked in `pop` sees items from either producer and then the close.
 #[test]
 fn mpsc_parked_consumer_sees_close() {
-    loom::model(|| {
-        let (tx, mut rx) = mpsc::<u32>(2, cfg(OverflowPolicy::DropNewest, WaitStrategy::Park));
+    each_mpsc_core(|core| {
+        let config = cfg(OverflowPolicy::DropNewest, WaitStrategy::Park).mpsc_core(core);
+        let (tx, mut rx) = mpsc::<u32>(2, config);
         let tx2 = tx.clone();
         let a = thread::spawn(move || tx.push(1).unwrap());
         let b = thread::spawn(move || drop(tx2));
@@ -149,12 +174,13 @@ fn mpsc_parked_consumer_sees_close() {
     });
 }
 
-/// The stamped core hands a slot back to producers only after the consumer has read it:
+/// The mpsc core hands a slot back to producers only after the consumer has read it:
 /// the producer's next write into the one slot must happen-after that read.
 #[test]
-fn stamped_slot_reuse_after_pop() {
-    loom::model(|| {
-        let (tx, mut rx) = mpsc::<u32>(1, cfg(OverflowPolicy::DropNewest, WaitStrategy::BusySpin));
+fn mpsc_slot_reuse_after_pop() {
+    each_mpsc_core(|core| {
+        let config = cfg(OverflowPolicy::DropNewest, WaitStrategy::BusySpin).mpsc_core(core);
+        let (tx, mut rx) = mpsc::<u32>(1, config);
         let producer = thread::spawn(move || {
             for i in 0..2 {
                 while tx.push(i).is_err() {
@@ -181,8 +207,9 @@ fn stamped_slot_reuse_after_pop() {
 /// shown exactly once and in each producer's order, and no slot is read while written.
 #[test]
 fn mpsc_pop_by_reference_race() {
-    loom::model(|| {
-        let (tx, mut rx) = mpsc::<u32>(1, cfg(OverflowPolicy::DropNewest, WaitStrategy::BusySpin));
+    each_mpsc_core(|core| {
+        let config = cfg(OverflowPolicy::DropNewest, WaitStrategy::BusySpin).mpsc_core(core);
+        let (tx, mut rx) = mpsc::<u32>(1, config);
         let tx2 = tx.clone();
         let a = thread::spawn(move || (0..2).filter(|&i| tx.push(i).is_ok()).collect::<Vec<_>>());
         let b = thread::spawn(move || {
@@ -209,5 +236,34 @@ fn mpsc_pop_by_reference_race() {
         };
         assert_eq!(order(true), from_a);
         assert_eq!(order(false), from_b);
+    });
+}
+
+/// The published core, two producers and a by-value pop on a one-slot ring: the producer
+/// that reuses the slot may know it is free only from the head copy the other producer
+/// stored, and that copy must carry the consumer's read of the slot with it.
+#[test]
+fn mpsc_head_copy_hand_over() {
+    loom::model(|| {
+        let config =
+            cfg(OverflowPolicy::DropNewest, WaitStrategy::BusySpin).mpsc_core(MpscCore::Published);
+        let (tx, mut rx) = mpsc::<u32>(1, config);
+        let tx2 = tx.clone();
+        let a = thread::spawn(move || (0..2).filter(|&i| tx.push(i).is_ok()).count());
+        let b = thread::spawn(move || (10..11).filter(|&i| tx2.push(i).is_ok()).count());
+        let mut seen = Vec::new();
+        for _ in 0..2 {
+            if let Ok(v) = rx.try_pop() {
+                seen.push(v);
+            }
+        }
+        let accepted = a.join().unwrap() + b.join().unwrap();
+        while let Ok(v) = rx.try_pop() {
+            seen.push(v);
+        }
+        assert_eq!(seen.len(), accepted);
+        let stats = rx.stats();
+        assert_eq!(stats.pushed, accepted as u64);
+        assert_eq!(stats.pushed + stats.dropped_newest, 3);
     });
 }

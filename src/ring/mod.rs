@@ -19,8 +19,10 @@
 //! * [`spsc`]: one producer, one consumer. Lamport's ring with the rtrb / Disruptor
 //!   refinements (cache-padded indices, each side caching the other's index), batch push
 //!   and pop that publish a whole run with one store.
-//! * [`mpsc`]: cloneable producers, one consumer. Vyukov's slot-stamped ring (the layout
-//!   of crossbeam's `ArrayQueue`), with plain stores where only one thread writes.
+//! * [`mpsc`]: cloneable producers, one consumer. By default Vyukov's slot-stamped ring
+//!   (the layout of crossbeam's `ArrayQueue`), with plain stores where only one thread
+//!   writes; or, chosen with [`MpscCore::Published`] for a consumer that keeps up, the
+//!   Disruptor's multi-producer sequencer, whose consumer never writes a slot.
 //!
 //! # Overflow policies
 //! [`OverflowPolicy`] is chosen per ring and applied in one place, the producer's slow
@@ -44,6 +46,7 @@ mod emplace;
 mod error;
 mod fast;
 mod layout;
+mod published;
 mod stamped;
 mod stats;
 mod wait;
@@ -56,7 +59,7 @@ mod loom_tests;
 
 pub(crate) use channel::spsc_polled;
 pub use channel::{mpsc, spsc, Consumer, MpscProducer, Producer};
-pub use config::{ItemSize, OverflowPolicy, RingConfig, WaitStrategy};
+pub use config::{ItemSize, MpscCore, OverflowPolicy, RingConfig, WaitStrategy};
 pub(crate) use emplace::{Emplace, Owned};
 pub use error::{Closed, PopTimeoutError, PushBatch, PushError, TryPopError};
 pub use stats::RingStats;

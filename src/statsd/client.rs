@@ -16,7 +16,7 @@ use super::metric::{Event, Metric, ServiceCheck};
 use super::worker::{Target, Worker};
 use super::Flavour;
 use crate::ring::{
-    mpsc, Emplace, ItemSize, MpscProducer, OverflowPolicy, Owned, PushError, RingConfig,
+    mpsc, Emplace, ItemSize, MpscCore, MpscProducer, OverflowPolicy, Owned, PushError, RingConfig,
     WaitStrategy,
 };
 
@@ -286,7 +286,13 @@ impl ClientBuilder {
         // The sender never waits on the ring itself (it parks on its own timer and is
         // woken by callers that see the queue filling), so a push skips the wake-up RMW;
         // only a producer blocked under the Block policy waits, yielding.
-        let config = RingConfig::with_policy(self.policy).wait(WaitStrategy::Yield);
+        // The sender drains faster than callers push (13 M lines/s), so the ring is
+        // rarely full: the published core, whose consumer never writes a slot, costs the
+        // caller less (36.1 against 40.1 ns per counter on a quiet host, 49.1 against 52.8
+        // on a busy one: see `MpscCore::Published`).
+        let config = RingConfig::with_policy(self.policy)
+            .wait(WaitStrategy::Yield)
+            .mpsc_core(MpscCore::Published);
         let (producer, consumer) = mpsc::<Unit>(self.capacity, config);
         let shared = Arc::new(Shared::default());
         shared.worker_alive.store(true, Ordering::Relaxed);
