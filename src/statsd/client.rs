@@ -493,9 +493,19 @@ impl Client {
             return Err(self.invalid(e));
         }
         if line.overflowed() {
-            return self.spill(|o| inner.encoder.encode(o, &metric, rate));
+            return self.spill_metric(metric, rate);
         }
         self.push(LineInSlot(&line))
+    }
+
+    /// [`spill`](Self::spill) for a metric, taken by value: a closure that borrowed it
+    /// would make every call build the metric in memory (its address escapes), a dozen
+    /// stores on the hot path; by value, only this cold path builds it.
+    #[cold]
+    #[inline(never)]
+    fn spill_metric(&self, metric: Metric<'_>, rate: u64) -> Result<(), MetricError> {
+        let encoder = &self.inner.encoder;
+        self.spill(|o| encoder.encode(o, &metric, rate))
     }
 
     #[cold]
