@@ -437,7 +437,8 @@ fn unpopped_items_after_a_wrap_are_dropped_once_each() {
 }
 
 /// Pops by reference: every item is shown once, in order, then dropped in its slot, on
-/// each core and policy (stamped with and without eviction, fast, the overflow queue).
+/// each core and policy (stamped with and without eviction, published, fast, the overflow
+/// queue).
 #[test]
 fn pop_batch_ref_shows_each_item_once_in_order_and_drops_it() {
     use std::sync::atomic::{AtomicUsize, Ordering};
@@ -458,17 +459,18 @@ fn pop_batch_ref_shows_each_item_once_in_order_and_drops_it() {
         OverflowPolicy::DropOldest,
         OverflowPolicy::Buffer { max_bytes: 1 << 10 },
     ];
+    let shapes = [None, Some(MpscCore::Stamped), Some(MpscCore::Published)];
     for policy in policies {
-        for multi in [false, true] {
+        for shape in shapes {
             let drops = Arc::new(AtomicUsize::new(0));
-            let (mut push, mut rx): (Box<dyn FnMut(Counted) -> bool>, Consumer<Counted>) = if multi
-            {
-                let (tx, rx) = mpsc::<Counted>(4, cfg(policy));
-                (Box::new(move |c| tx.push(c).is_ok()), rx)
-            } else {
-                let (mut tx, rx) = spsc::<Counted>(4, cfg(policy));
-                (Box::new(move |c| tx.push(c).is_ok()), rx)
-            };
+            let (mut push, mut rx): (Box<dyn FnMut(Counted) -> bool>, Consumer<Counted>) =
+                if let Some(core) = shape {
+                    let (tx, rx) = mpsc::<Counted>(4, cfg(policy).mpsc_core(core));
+                    (Box::new(move |c| tx.push(c).is_ok()), rx)
+                } else {
+                    let (mut tx, rx) = spsc::<Counted>(4, cfg(policy));
+                    (Box::new(move |c| tx.push(c).is_ok()), rx)
+                };
             // Six into four slots: DropNewest refuses two, DropOldest evicts two, Buffer
             // holds two beside the ring; then a wrap-around with a partial batch.
             let accepted = (0..6).filter(|&i| push(Counted(i, drops.clone()))).count();
@@ -491,10 +493,10 @@ fn pop_batch_ref_shows_each_item_once_in_order_and_drops_it() {
                 OverflowPolicy::DropOldest => vec![2, 3, 4, 5, 6, 7, 8],
                 _ => (0..9).collect(),
             };
-            assert_eq!(seen, expected, "{policy:?} multi={multi}");
+            assert_eq!(seen, expected, "{policy:?} {shape:?}");
             assert_eq!(total, seen.len());
             // Popped, evicted and refused items are all dropped, each once.
-            assert_eq!(drops.load(Ordering::SeqCst), 9, "{policy:?} multi={multi}");
+            assert_eq!(drops.load(Ordering::SeqCst), 9, "{policy:?} {shape:?}");
             assert_eq!(
                 accepted,
                 if policy == OverflowPolicy::DropNewest {
@@ -504,7 +506,7 @@ fn pop_batch_ref_shows_each_item_once_in_order_and_drops_it() {
                 }
             );
             let s = rx.stats();
-            assert_eq!(s.popped, seen.len() as u64, "{policy:?} multi={multi}");
+            assert_eq!(s.popped, seen.len() as u64, "{policy:?} {shape:?}");
             assert_eq!(s.len, 0);
         }
     }
@@ -513,7 +515,13 @@ fn pop_batch_ref_shows_each_item_once_in_order_and_drops_it() {
 /// A panic while an item is shown frees its slot (the item leaks): the ring goes on.
 #[test]
 fn pop_batch_ref_survives_a_panicking_reader() {
-    let (tx, mut rx) = mpsc::<u64>(2, cfg(OverflowPolicy::DropNewest));
+    for core in [MpscCore::Stamped, MpscCore::Published] {
+        pop_by_reference_after_a_panic(core);
+    }
+}
+
+fn pop_by_reference_after_a_panic(core: MpscCore) {
+    let (tx, mut rx) = mpsc::<u64>(2, cfg(OverflowPolicy::DropNewest).mpsc_core(core));
     for round in 0..3u64 {
         tx.push(round * 2).unwrap();
         tx.push(round * 2 + 1).unwrap();
@@ -529,6 +537,6 @@ fn pop_batch_ref_survives_a_panicking_reader() {
         // free again for the next round.
         let mut rest = Vec::new();
         rx.pop_batch_ref(4, |v| rest.push(*v));
-        assert_eq!(rest, vec![round * 2 + 1]);
+        assert_eq!(rest, vec![round * 2 + 1], "{core:?}");
     }
 }
