@@ -332,20 +332,15 @@ impl<T: ItemSize> Shared<T> {
     }
 }
 
-/// Pops up to `max` items with `pop` into `f`; returns how many.
+/// Runs `step` until it reports nothing done or `max` steps have done something; returns
+/// how many did (a batch pop, one item per step).
 #[inline(always)]
-fn pop_each<T>(max: usize, mut pop: impl FnMut() -> Option<T>, f: &mut impl FnMut(T)) -> usize {
-    let mut k = 0;
-    while k < max {
-        match pop() {
-            Some(item) => {
-                f(item);
-                k += 1;
-            }
-            None => break,
-        }
+fn up_to(max: usize, mut step: impl FnMut() -> bool) -> usize {
+    let mut done = 0;
+    while done < max && step() {
+        done += 1;
     }
-    k
+    done
 }
 
 /// A refusal of an [`Owned`] push, for the item inside.
@@ -800,8 +795,8 @@ impl<T: ItemSize> Consumer<T> {
         if n < max {
             let popped = match &self.shared.core {
                 Core::Fast(r) => r.pop_into(&mut self.fast, max - n, &mut f),
-                Core::Published(r) => pop_each(max - n, || r.pop(), &mut f),
-                Core::Stamped(r) => pop_each(max - n, || r.pop(), &mut f),
+                Core::Published(r) => up_to(max - n, || r.pop().map(&mut f).is_some()),
+                Core::Stamped(r) => up_to(max - n, || r.pop().map(&mut f).is_some()),
             };
             if popped > 0 {
                 self.shared.after_pop();
@@ -834,20 +829,11 @@ impl<T: ItemSize> Consumer<T> {
             // is `pop_batch`'s business.
             return self.pop_batch(max, |item| f(&item));
         }
-        let mut popped = 0;
-        match &shared.core {
-            Core::Published(ring) => {
-                while popped < max && ring.pop_ref(&mut f) {
-                    popped += 1;
-                }
-            }
-            Core::Stamped(ring) => {
-                while popped < max && ring.pop_ref(&mut f) {
-                    popped += 1;
-                }
-            }
+        let popped = match &shared.core {
+            Core::Published(ring) => up_to(max, || ring.pop_ref(&mut f)),
+            Core::Stamped(ring) => up_to(max, || ring.pop_ref(&mut f)),
             Core::Fast(_) => unreachable!("handled above"),
-        }
+        };
         if popped > 0 {
             shared.after_pop();
         }
