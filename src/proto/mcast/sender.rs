@@ -315,26 +315,27 @@ impl Sender {
         }
         let packed = DATA_HEADER_LEN + size <= self.config.max_datagram_size;
         let fits_open = packed && self.fits_open(size);
-        let opens_at = match (fits_open, now) {
-            (true, _) => None,
-            (false, Some(now)) => Some(now),
-            (false, None) => return Ok(false),
-        };
-        self.stats.messages += 1;
-        self.stats.message_bytes += (size - parts.len() * mcast::FRAME_HEADER_LEN) as u64;
-        match opens_at {
+        match now {
+            _ if fits_open => {}
+            None => return Ok(false),
             Some(now) if packed => self.open_datagram(now),
             Some(_) => {
+                self.count_message(size, parts.len());
                 self.fragment(parts);
                 return Ok(true);
             }
-            None => {}
         }
+        self.count_message(size, parts.len());
         let open = self.open.as_mut().expect("open, or opened above");
         mcast::encode_message(parts, &mut open.buf);
         open.count += 1;
         self.next_msg += 1;
         Ok(true)
+    }
+
+    fn count_message(&mut self, encoded_size: usize, frames: usize) {
+        self.stats.messages += 1;
+        self.stats.message_bytes += (encoded_size - frames * mcast::FRAME_HEADER_LEN) as u64;
     }
 
     fn fits_open(&self, size: usize) -> bool {
