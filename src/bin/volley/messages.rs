@@ -1,9 +1,10 @@
 //! What `volley pub`/`push` send and `volley sub`/`pull` print, shared by both pairs.
 
-use std::io::BufRead;
+use std::io::{BufRead, Write};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use volley::socket::{Error, Message};
 
 /// A command-line number of seconds, or an error naming the option.
 pub fn seconds(s: f64, what: &str) -> Result<Duration, String> {
@@ -72,4 +73,37 @@ pub fn frames_line<'a>(frames: impl IntoIterator<Item = &'a Bytes>, hex: bool) -
         }
     }
     line
+}
+
+/// Receives with `recv` (given the `--timeout`, `None` to wait as long as it takes) and
+/// prints `line` of each message to stdout, until `count` messages (all of them without
+/// one), a timeout, or stdout closing. A timeout before `count` is an error naming how
+/// many came; without `count` it ends the loop. Returns how many were received.
+pub fn print_messages(
+    count: Option<u64>,
+    timeout: Option<Duration>,
+    quiet: bool,
+    mut recv: impl FnMut(Option<Duration>) -> Result<Option<Message>, Error>,
+    line: impl Fn(&Message) -> String,
+) -> Result<u64, String> {
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    let mut received = 0u64;
+    while count.is_none_or(|c| received < c) {
+        let Some(message) = recv(timeout).map_err(|e| e.to_string())? else {
+            if let Some(c) = count {
+                return Err(format!("timed out after {received} of {c} messages"));
+            }
+            break;
+        };
+        received += 1;
+        if quiet {
+            continue;
+        }
+        if writeln!(out, "{}", line(&message)).is_err() {
+            break; // stdout closed (e.g. piped into head)
+        }
+    }
+    let _ = out.flush();
+    Ok(received)
 }

@@ -1,13 +1,12 @@
 //! `volley pub` and `volley sub`.
 
-use std::io::Write;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use clap::Args;
 use volley::proto::mcast::LossConfig;
 
-use crate::messages::{frames_line, seconds, send_payloads};
+use crate::messages::{frames_line, print_messages, seconds, send_payloads};
 use volley::socket::{
     Endpoint, Message, MulticastReceiverStats, MulticastSenderStats, Publisher, SocketOptions,
     Subscriber,
@@ -241,38 +240,31 @@ pub fn subscribe(args: &SubArgs) -> Result<(), String> {
         sub.subscribe(t.as_bytes()).map_err(|e| e.to_string())?;
     }
     let timeout = args.timeout.map(|t| seconds(t, "--timeout")).transpose()?;
-    let stdout = std::io::stdout();
-    let mut out = stdout.lock();
-    let mut received = 0u64;
-    while args.count.is_none_or(|c| received < c) {
-        let message = match timeout {
-            Some(t) => match sub.recv_timeout(t).map_err(|e| e.to_string())? {
-                Some(m) => m,
-                None => {
-                    if let Some(c) = args.count {
-                        print_receiver_stats(&sub.multicast_stats());
-                        return Err(format!("timed out after {received} of {c} messages"));
-                    }
-                    break;
-                }
-            },
-            None => sub.recv().map_err(|e| e.to_string())?,
-        };
-        received += 1;
-        if args.quiet {
-            continue;
+    let received = print_messages(
+        args.count,
+        timeout,
+        args.quiet,
+        |t| match t {
+            Some(t) => sub.recv_timeout(t),
+            None => sub.recv().map(Some),
+        },
+        |m| {
+            // The topic is always text; the payload frames follow as asked.
+            let mut line = String::from_utf8_lossy(m.topic()).into_owned();
+            if m.frames().len() > 1 {
+                line.push('\t');
+                line.push_str(&frames_line(&m.frames()[1..], args.hex));
+            }
+            line
+        },
+    );
+    let received = match received {
+        Ok(n) => n,
+        Err(e) => {
+            print_receiver_stats(&sub.multicast_stats());
+            return Err(e);
         }
-        // The topic is always text; the payload frames follow as asked.
-        let mut line = String::from_utf8_lossy(message.topic()).into_owned();
-        if message.frames().len() > 1 {
-            line.push('\t');
-            line.push_str(&frames_line(&message.frames()[1..], args.hex));
-        }
-        if writeln!(out, "{line}").is_err() {
-            break; // stdout closed (e.g. piped into head)
-        }
-    }
-    let _ = out.flush();
+    };
     let s = sub.stats();
     if s.dropped > 0 {
         eprintln!(

@@ -1,13 +1,12 @@
 //! `volley push` and `volley pull`.
 
-use std::io::Write;
 use std::time::{Duration, Instant};
 
 use clap::Args;
 use volley::ring::OverflowPolicy;
 use volley::socket::{Message, Puller, Pusher, SocketOptions};
 
-use crate::messages::{frames_line, seconds, send_payloads};
+use crate::messages::{frames_line, print_messages, seconds, send_payloads};
 
 /// Options of `volley push`.
 #[derive(Debug, Args)]
@@ -125,32 +124,16 @@ pub fn pull(args: &PullArgs) -> Result<(), String> {
         puller.connect(&args.endpoint).map_err(|e| e.to_string())?;
     }
     let timeout = args.timeout.map(|t| seconds(t, "--timeout")).transpose()?;
-    let stdout = std::io::stdout();
-    let mut out = stdout.lock();
-    let mut received = 0u64;
-    while args.count.is_none_or(|c| received < c) {
-        let message = match timeout {
-            Some(t) => match puller.recv_timeout(t).map_err(|e| e.to_string())? {
-                Some(m) => m,
-                None => {
-                    if let Some(c) = args.count {
-                        return Err(format!("timed out after {received} of {c} messages"));
-                    }
-                    break;
-                }
-            },
-            None => puller.recv().map_err(|e| e.to_string())?,
-        };
-        received += 1;
-        if args.quiet {
-            continue;
-        }
-        let line = frames_line(message.frames(), args.hex);
-        if writeln!(out, "{line}").is_err() {
-            break; // stdout closed (e.g. piped into head)
-        }
-    }
-    let _ = out.flush();
+    let received = print_messages(
+        args.count,
+        timeout,
+        args.quiet,
+        |t| match t {
+            Some(t) => puller.recv_timeout(t),
+            None => puller.recv().map(Some),
+        },
+        |m| frames_line(m.frames(), args.hex),
+    )?;
     let s = puller.stats();
     if s.dropped > 0 {
         eprintln!(
