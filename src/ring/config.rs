@@ -80,8 +80,8 @@ impl Default for WaitStrategy {
 pub enum MpscCore {
     /// Vyukov's slot-stamped queue, laid out as crossbeam's `ArrayQueue`: a pop frees its
     /// slot by writing the slot's stamp, and a push learns from that stamp that the slot
-    /// is free. On a ring that runs full (producers faster than the consumer) this moves
-    /// the fewest cache lines per item. The default.
+    /// is free. On a ring that runs full (producers faster than the consumer) it is the
+    /// faster core (see [`MpscCore::Published`]). The default.
     #[default]
     Stamped,
     /// The LMAX Disruptor's multi-producer sequencer: producers check a copy of the head
@@ -91,8 +91,9 @@ pub enum MpscCore {
     /// against 40.1 ns per metric on a quiet host and 49.1 against 52.8 on a busy one
     /// (medians of 10 and 8 alternating runs, faster in 9 of 10 and 8 of 8). On a
     /// ring that runs full every push also reads the head, which the consumer writes on
-    /// each pop: two producers flat out against one consumer moved 60-65 M items/s
-    /// against the stamped core's 70-76 M in the same runs.
+    /// each pop: two producers flat out against one consumer moved 51-65 M items/s
+    /// against the stamped core's 62-80 M in 13 of 14 interleaved runs (95.9 against
+    /// 89.7 M in the other).
     Published,
 }
 
