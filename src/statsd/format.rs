@@ -12,6 +12,7 @@ use std::mem::MaybeUninit;
 
 use super::error::{MetricError, Part};
 use super::metric::{AlertType, Event, Metric, Priority, ServiceCheck, Status, Tag, Value};
+use super::reserved::{self, ReservedSet};
 
 /// The wire dialect of the daemon.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -194,61 +195,30 @@ enum LineValue {
     Zero,
 }
 
-/// Bytes the line syntax reserves in names and tags.
-const fn reserved_table(extra: &[u8]) -> [bool; 256] {
-    let mut t = [false; 256];
-    let base = b":|@#,\n\r";
-    let mut i = 0;
-    while i < base.len() {
-        t[base[i] as usize] = true;
-        i += 1;
-    }
-    let mut i = 0;
-    while i < extra.len() {
-        t[extra[i] as usize] = true;
-        i += 1;
-    }
-    t
-}
-
-static RESERVED: [bool; 256] = reserved_table(b"");
-/// Telegraf tags are `k=v` inside the name: `=` cannot appear in them.
-static RESERVED_TELEGRAF_TAG: [bool; 256] = reserved_table(b"=");
-/// A set member ends at `|`; `:` would start a second value for DogStatsD.
-static RESERVED_SET: [bool; 256] = {
-    let mut t = [false; 256];
-    t[b'|' as usize] = true;
-    t[b':' as usize] = true;
-    t[b'\n' as usize] = true;
-    t[b'\r' as usize] = true;
-    t
-};
-
 #[inline(always)]
 fn put_checked<O: Out + ?Sized>(
     o: &mut O,
     s: &str,
     part: Part,
-    table: &[bool; 256],
+    reserved: &ReservedSet,
     sanitize: bool,
 ) -> Result<(), MetricError> {
     let bytes = s.as_bytes();
     if bytes.is_empty() {
         return Err(MetricError::Empty(part));
     }
-    match bytes.iter().position(|&b| table[b as usize]) {
-        None => o.put(bytes),
-        Some(_) if sanitize => {
-            for &b in bytes {
-                o.put_byte(if table[b as usize] { b'_' } else { b });
-            }
+    if !reserved.any_in(bytes) {
+        o.put(bytes);
+    } else if sanitize {
+        for &b in bytes {
+            o.put_byte(if reserved.contains(b) { b'_' } else { b });
         }
-        Some(i) => {
-            return Err(MetricError::ReservedByte {
-                part,
-                byte: bytes[i],
-            })
-        }
+    } else {
+        let at = reserved.position(bytes).unwrap_or(0);
+        return Err(MetricError::ReservedByte {
+            part,
+            byte: bytes[at],
+        });
     }
     Ok(())
 }
@@ -372,7 +342,7 @@ impl Encoder {
         let mut p = Vec::new();
         if !prefix.is_empty() {
             let trimmed = prefix.strip_suffix('.').unwrap_or(prefix);
-            put_checked(&mut p, trimmed, Part::Name, &RESERVED, sanitize)?;
+            put_checked(&mut p, trimmed, Part::Name, &reserved::NAME, sanitize)?;
             p.push(b'.');
         }
         enc.prefix = p.into_boxed_slice();
@@ -407,9 +377,9 @@ impl Encoder {
     ) -> Result<(), MetricError> {
         let telegraf = self.flavour == Flavour::Telegraf;
         let table = if telegraf {
-            &RESERVED_TELEGRAF_TAG
+            &reserved::TELEGRAF_TAG
         } else {
-            &RESERVED
+            &reserved::NAME
         };
         for (i, (key, value)) in tags.iter().enumerate() {
             if telegraf || after_defaults || i > 0 {
@@ -520,9 +490,13 @@ impl Encoder {
                 put_f64(o, v.abs());
             }
             Value::Timer(d) => put_duration_ms(o, d),
-            Value::Set(member) => {
-                put_checked(o, member, Part::SetValue, &RESERVED_SET, self.sanitize)?
-            }
+            Value::Set(member) => put_checked(
+                o,
+                member,
+                Part::SetValue,
+                &reserved::SET_MEMBER,
+                self.sanitize,
+            )?,
         }
         Ok(())
     }
@@ -536,7 +510,7 @@ impl Encoder {
         value: LineValue,
     ) -> Result<(), MetricError> {
         o.put(&self.prefix);
-        put_checked(o, m.name, Part::Name, &RESERVED, self.sanitize)?;
+        put_checked(o, m.name, Part::Name, &reserved::NAME, self.sanitize)?;
         let telegraf = self.flavour == Flavour::Telegraf;
         if telegraf {
             o.put(&self.default_tags);
@@ -562,7 +536,7 @@ impl Encoder {
         }
         if let Some(id) = m.container_id {
             o.put(b"|c:");
-            put_checked(o, id, Part::ContainerId, &RESERVED, self.sanitize)?;
+            put_checked(o, id, Part::ContainerId, &reserved::NAME, self.sanitize)?;
         }
         Ok(())
     }
@@ -596,7 +570,7 @@ impl Encoder {
         value: &str,
     ) -> Result<(), MetricError> {
         o.put(key);
-        put_checked(o, value, Part::Field, &RESERVED, self.sanitize)
+        put_checked(o, value, Part::Field, &reserved::NAME, self.sanitize)
     }
 
     /// `_e{title_len,text_len}:title|text|d:..|h:..|k:..|p:..|s:..|t:..|#tags`
@@ -656,7 +630,7 @@ impl Encoder {
         self.require_dogstatsd("service checks")?;
         o.put(b"_sc|");
         o.put(&self.prefix);
-        put_checked(o, c.name, Part::Name, &RESERVED, self.sanitize)?;
+        put_checked(o, c.name, Part::Name, &reserved::NAME, self.sanitize)?;
         o.put(match c.status {
             Status::Ok => b"|0".as_slice(),
             Status::Warning => b"|1",

@@ -52,6 +52,7 @@ mod metric;
 mod packer;
 mod parse;
 mod report;
+mod reserved;
 mod worker;
 
 #[cfg(test)]
