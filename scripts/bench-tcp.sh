@@ -108,6 +108,19 @@ median() { # median KEY -> the median of VALUES[KEY], or "-" when there is none
     printf '%s\n' $vals | sort -g | awk '{v[NR]=$1} END {print v[int((NR+1)/2)]}'
 }
 
+pairwise() { # pairwise KEY_A KEY_B -> "r1/r2/.. (median rm)": A/B run by run (the runs of one
+    # repetition sit side by side in time, so a phase of host load meets both)
+    local a="${VALUES[$1]:-}" b="${VALUES[$2]:-}"
+    awk -v a="$a" -v b="$b" 'BEGIN {
+        n = split(a, x, " "); m = split(b, y, " "); if (m < n) n = m
+        k = 0
+        for (i = 1; i <= n; i++) if (y[i] + 0 > 0) { k++; r[k] = x[i] / y[i] }
+        if (k == 0) { print "-"; exit }
+        for (i = 1; i <= k; i++) { list = list (i > 1 ? "/" : "") sprintf("%.2f", r[i]); s[i] = r[i] }
+        for (i = 2; i <= k; i++) { v = s[i]; j = i - 1; while (j > 0 && s[j] > v) { s[j + 1] = s[j]; j-- } s[j + 1] = v }
+        printf "%s (median %.2f)", list, s[int((k + 1) / 2)] }'
+}
+
 # The ZMTP bytes of one benchmark message: a short frame (1-byte size) up to 255 bytes,
 # a long one (8-byte size) above; the topic frame "bench" is 1 + 1 + 5 bytes.
 wire_size() {
@@ -174,6 +187,7 @@ for size in 64 1024; do
         [ "$impl" = volleybusy ] && label="thr $size B msgs/s busy"
         if [ "$size" = 64 ]; then
             row "$label" "$v" "$l" "" "" "volley >= 3x libzmq" "$(ratio "$v" "$l")" ">=" 3
+            printf '%-26s %s\n' "  volley/libzmq, run by run" "$(pairwise "$impl thr $size msgs_per_s" "libzmq thr $size msgs_per_s")"
         else
             row "$label" "$v" "$l" "" "" ""
         fi
@@ -190,8 +204,10 @@ for size in 64 1024; do
             label="lat $size B $recv $q us"
             if [ "$q" = p50 ] && [ "$recv" = blocking ]; then
                 row "$label" "$v" "$l" "$raw" "$pair" "volley <= libzmq" "$(ratio "$v" "$l")" "<=" 1
+                printf '%-26s %s\n' "  volley/libzmq, run by run" "$(pairwise "volley lat-$recv $size ${q}_us" "libzmq lat-$recv $size ${q}_us")"
             elif [ "$q" = p50 ] && [ "$recv" = busy ]; then
                 row "$label" "$v" "$l" "$raw" "$pair" "volley/raw $(ratio "$v" "$raw") <= 1.5 (volley/raw pair $(ratio "$v" "$pair"))" "$(ratio "$v" "$raw")" "<=" 1.5
+                printf '%-26s %s\n' "  volley/raw, run by run" "$(pairwise "volley lat-$recv $size ${q}_us" "raw lat-$recv $size ${q}_us")"
             else
                 row "$label" "$v" "$l" "$raw" "$pair" ""
             fi
@@ -213,6 +229,8 @@ echo "raw tcp = the same bytes per message over one TCP connection (pings and po
 echo "  busy: non-blocking recv() in a spin loop; blocking: read()/write()."
 echo "raw pair = the same over two one-way connections (pings on one, pongs on the other), the"
 echo "  topology of pub/sub ping-pong: the target compares with raw, the pair shows the topology's share."
+echo "run by run = the ratio within each repetition (its runs follow each other within seconds), then"
+echo "  the median of those: less exposed to a change of host load between repetitions."
 echo "Every RESULT line: $RAW_OUT"
 
 if [ "$failures" -gt 0 ]; then
