@@ -50,3 +50,17 @@ pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
         Err(poisoned) => poisoned.into_inner(),
     }
 }
+
+/// Stores `value` into `cell` (Release) when dropped: a consumer that shows an item to a
+/// caller's closure hands its slot back to the producers even if the closure panics (the
+/// item then leaks, rather than stall the ring on a slot that is never released).
+pub(crate) struct StoreOnDrop<'a> {
+    pub(crate) cell: &'a AtomicUsize,
+    pub(crate) value: usize,
+}
+
+impl Drop for StoreOnDrop<'_> {
+    fn drop(&mut self) {
+        self.cell.store(self.value, Ordering::Release);
+    }
+}

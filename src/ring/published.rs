@@ -24,7 +24,7 @@ use crossbeam_utils::CachePadded;
 
 use super::emplace::Emplace;
 use super::layout::Layout;
-use crate::sync::{spin_loop, AtomicUsize, Ordering, UnsafeCell};
+use crate::sync::{spin_loop, AtomicUsize, Ordering, StoreOnDrop, UnsafeCell};
 
 struct Slot<T> {
     /// `position + 1` once the item for `position` is written; older values otherwise.
@@ -161,20 +161,10 @@ impl<T> PublishedRing<T> {
         let Some((head, slot)) = self.head_slot() else {
             return false;
         };
-        /// Passes the slot even if `f` panics (the item then leaks rather than stall the
-        /// ring on a slot that is never passed).
-        struct Pass<'a> {
-            head: &'a AtomicUsize,
-            next: usize,
-        }
-        impl Drop for Pass<'_> {
-            fn drop(&mut self) {
-                self.head.store(self.next, Ordering::Release);
-            }
-        }
-        let _pass = Pass {
-            head: &self.head,
-            next: self.layout.next(head),
+        // Passes the slot even if `f` panics.
+        let _pass = StoreOnDrop {
+            cell: &self.head,
+            value: self.layout.next(head),
         };
         // SAFETY: as in `pop`; the item is shown and dropped exactly once, before `_pass`
         // lets producers reuse the slot.

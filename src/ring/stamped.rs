@@ -17,7 +17,7 @@ use crossbeam_utils::CachePadded;
 
 use super::emplace::Emplace;
 use super::layout::Layout;
-use crate::sync::{fence, spin_loop, AtomicUsize, Ordering, UnsafeCell};
+use crate::sync::{fence, spin_loop, AtomicUsize, Ordering, StoreOnDrop, UnsafeCell};
 
 struct Slot<T> {
     stamp: AtomicUsize,
@@ -194,20 +194,10 @@ impl<T> StampedRing<T> {
             return false;
         }
         self.head.store(self.layout.next(head), Ordering::Release);
-        /// Frees the slot even if `f` panics (the item then leaks rather than stall the
-        /// ring on a slot that never frees).
-        struct Free<'a> {
-            stamp: &'a AtomicUsize,
-            lap_later: usize,
-        }
-        impl Drop for Free<'_> {
-            fn drop(&mut self) {
-                self.stamp.store(self.lap_later, Ordering::Release);
-            }
-        }
-        let _free = Free {
-            stamp: &slot.stamp,
-            lap_later: head.wrapping_add(self.layout.one_lap()),
+        // Frees the slot (its stamp one lap on) even if `f` panics.
+        let _free = StoreOnDrop {
+            cell: &slot.stamp,
+            value: head.wrapping_add(self.layout.one_lap()),
         };
         // SAFETY: the stamp says the slot holds the item for `head` (its write
         // happened-before through the Acquire load), and without eviction the single
