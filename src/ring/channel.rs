@@ -725,34 +725,8 @@ impl<T: ItemSize> Consumer<T> {
                     return Err(TryPopError::Empty);
                 }
             }
-        } else if self.overflow_batch.is_empty() {
-            // Every other ring: the core's pop inline too, and only what follows a miss
-            // out of line. Calling out for every item cost the consumer of a
-            // two-producer ring a share of its throughput (measured in the commit that
-            // introduced this).
-            if let Some(item) = self.pop_core() {
-                self.shared.after_pop();
-                return Ok(item);
-            }
-            return self.try_pop_after_miss();
         }
         self.try_pop_general()
-    }
-
-    /// [`try_pop_general`](Self::try_pop_general) once the core had nothing and the
-    /// consumer holds no overflow items: only the overflow queue and the close are left.
-    #[inline(never)]
-    fn try_pop_after_miss(&mut self) -> Result<T, TryPopError> {
-        if self.shared.overflow_queued.load(Ordering::Acquire) != 0 {
-            if let Some(item) = self.refill_from_overflow() {
-                return Ok(item);
-            }
-        }
-        if self.shared.producers_gone() {
-            // A producer's last push happens-before its drop: look once more.
-            return self.pop_any().ok_or(TryPopError::Closed);
-        }
-        Err(TryPopError::Empty)
     }
 
     /// Every pop the plain path does not cover: overflow, wake-ups, empty and closed.
