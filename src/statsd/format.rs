@@ -213,12 +213,10 @@ fn put_checked<O: Out + ?Sized>(
         for &b in bytes {
             o.put_byte(if reserved.contains(b) { b'_' } else { b });
         }
+    } else if let Some(byte) = reserved.first_in(bytes) {
+        return Err(MetricError::ReservedByte { part, byte });
     } else {
-        let at = reserved.position(bytes).unwrap_or(0);
-        return Err(MetricError::ReservedByte {
-            part,
-            byte: bytes[at],
-        });
+        o.put(bytes);
     }
     Ok(())
 }
@@ -376,7 +374,7 @@ impl Encoder {
         after_defaults: bool,
     ) -> Result<(), MetricError> {
         let telegraf = self.flavour == Flavour::Telegraf;
-        let table = if telegraf {
+        let reserved = if telegraf {
             &reserved::TELEGRAF_TAG
         } else {
             &reserved::NAME
@@ -385,10 +383,10 @@ impl Encoder {
             if telegraf || after_defaults || i > 0 {
                 o.put_byte(b',');
             }
-            put_checked(o, key, Part::TagKey, table, self.sanitize)?;
+            put_checked(o, key, Part::TagKey, reserved, self.sanitize)?;
             if !value.is_empty() {
                 o.put_byte(if telegraf { b'=' } else { b':' });
-                put_checked(o, value, Part::TagValue, table, self.sanitize)?;
+                put_checked(o, value, Part::TagValue, reserved, self.sanitize)?;
             } else if telegraf {
                 return Err(self.unsupported("a tag without a value"));
             }

@@ -5,6 +5,7 @@
 
 use std::fmt;
 
+use super::reserved;
 use super::Flavour;
 
 /// Why a line is not a well-formed StatsD line for a flavour.
@@ -121,8 +122,6 @@ fn parse_rate(field: &[u8]) -> Result<f64, LineError> {
     }
 }
 
-const NAME_RESERVED: &[u8] = b":|@#\n\r";
-
 /// Splits a line into its parts, checking the syntax every daemon shares.
 pub fn parse_line(line: &[u8]) -> Result<Line<'_>, LineError> {
     if line.is_empty() {
@@ -138,7 +137,7 @@ pub fn parse_line(line: &[u8]) -> Result<Line<'_>, LineError> {
         return parse_service_check(rest);
     }
     let (name, after) = split_once(line, b':').ok_or(LineError::NoValue)?;
-    if name.is_empty() || name.iter().any(|b| NAME_RESERVED.contains(b)) {
+    if name.is_empty() || reserved::LINE_NAME.any_in(name) {
         return Err(LineError::BadName);
     }
     let (value, after) = split_once(after, b'|').ok_or(LineError::UnknownType)?;
@@ -312,6 +311,9 @@ mod tests {
             ("a:1|c\nb:1|c", LineError::Newline),
             ("a", LineError::NoValue),
             (":1|c", LineError::BadName),
+            ("a@b:1|c", LineError::BadName),
+            ("a#b:1|c", LineError::BadName),
+            ("a|b:1|c", LineError::BadName),
             ("a:1", LineError::UnknownType),
             ("a:1|x", LineError::UnknownType),
             ("a:x|c", LineError::BadValue),
