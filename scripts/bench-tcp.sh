@@ -101,24 +101,29 @@ run() {
     done
 }
 
+median_of() { # median_of V... -> the median of the values, or "-" when there are none
+    [ "$#" -gt 0 ] || { printf -- '-'; return; }
+    printf '%s\n' "$@" | sort -g | awk '{v[NR]=$1} END {print v[int((NR+1)/2)]}'
+}
+
 median() { # median KEY -> the median of VALUES[KEY], or "-" when there is none
-    local vals="${VALUES[$1]:-}"
-    [ -n "${vals// /}" ] || { printf -- '-'; return; }
     # shellcheck disable=SC2086
-    printf '%s\n' $vals | sort -g | awk '{v[NR]=$1} END {print v[int((NR+1)/2)]}'
+    median_of ${VALUES[$1]:-}
 }
 
 pairwise() { # pairwise KEY_A KEY_B -> "r1/r2/.. (median rm)": A/B run by run (the runs of one
     # repetition sit side by side in time, so a phase of host load meets both)
-    local a="${VALUES[$1]:-}" b="${VALUES[$2]:-}"
-    awk -v a="$a" -v b="$b" 'BEGIN {
-        n = split(a, x, " "); m = split(b, y, " "); if (m < n) n = m
-        k = 0
-        for (i = 1; i <= n; i++) if (y[i] + 0 > 0) { k++; r[k] = x[i] / y[i] }
-        if (k == 0) { print "-"; exit }
-        for (i = 1; i <= k; i++) { list = list (i > 1 ? "/" : "") sprintf("%.2f", r[i]); s[i] = r[i] }
-        for (i = 2; i <= k; i++) { v = s[i]; j = i - 1; while (j > 0 && s[j] > v) { s[j + 1] = s[j]; j-- } s[j + 1] = v }
-        printf "%s (median %.2f)", list, s[int((k + 1) / 2)] }'
+    local -a a b ratios=()
+    read -r -a a <<<"${VALUES[$1]:-}"
+    read -r -a b <<<"${VALUES[$2]:-}"
+    local i r
+    for ((i = 0; i < ${#a[@]} && i < ${#b[@]}; i++)); do
+        r=$(ratio "${a[i]}" "${b[i]}")
+        [ "$r" = - ] || ratios+=("$r")
+    done
+    [ "${#ratios[@]}" -gt 0 ] || { printf -- '-'; return; }
+    local IFS=/
+    printf '%s (median %s)' "${ratios[*]}" "$(median_of "${ratios[@]}")"
 }
 
 # The ZMTP bytes of one benchmark message: a short frame (1-byte size) up to 255 bytes,
