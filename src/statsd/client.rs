@@ -286,10 +286,11 @@ impl ClientBuilder {
         // The sender never waits on the ring itself (it parks on its own timer and is
         // woken by callers that see the queue filling), so a push skips the wake-up RMW;
         // only a producer blocked under the Block policy waits, yielding.
-        // The sender drains faster than callers push (10-14 M lines/s end to end), so the ring is
-        // rarely full: the published core, whose consumer never writes a slot, costs the
-        // caller less (36.1 against 40.1 ns per counter on a quiet host, 49.1 against 52.8
-        // on a busy one: see `MpscCore::Published`).
+        // The sender drains faster than callers push (7.8-9.8 M lines/s end to end in the
+        // evening runs of 2026-12-01, 13.2-13.6 M that morning), so the ring is rarely
+        // full: the published core, whose consumer never writes a slot, costs the caller
+        // less (36.1 against 40.1 ns per counter on a quiet host, 49.1 against 52.8 on a
+        // busy one: see `MpscCore::Published`).
         let config = RingConfig::with_policy(self.policy)
             .wait(WaitStrategy::Yield)
             .mpsc_core(MpscCore::Published);
