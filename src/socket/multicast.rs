@@ -51,7 +51,8 @@ pub const DEFAULT_RECV_BUFFER: usize = 4 << 20;
 /// Default linger of a publisher's partly filled datagram. A send that comes 2 µs or
 /// more after the previous `send` returned goes out at once (so request/response traffic
 /// never waits); during a burst of back-to-back sends, messages share datagrams for up to
-/// this long. Set 0 for a datagram per send.
+/// this long, and full datagrams wait (as long) to be written together
+/// ([`SenderConfig::burst_datagrams`]). Set 0 for a datagram per send.
 pub const DEFAULT_LINGER: std::time::Duration = std::time::Duration::from_micros(50);
 
 /// How a socket's multicast members behave. Reliable mode must be chosen on both sides

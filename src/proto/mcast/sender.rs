@@ -17,6 +17,8 @@ pub const DEFAULT_MAX_DATAGRAM_SIZE: usize = 1400;
 pub const MIN_DATAGRAM_SIZE: usize = 64;
 /// Largest UDP payload over IPv4.
 pub const MAX_DATAGRAM_SIZE: usize = 65_507;
+/// Default [`SenderConfig::burst_datagrams`]: the I/O layer's `sendmmsg` batch.
+pub const DEFAULT_BURST_DATAGRAMS: usize = 32;
 /// Default [`SenderConfig::max_message_size`] (and the receiver's): 1 MiB.
 pub const DEFAULT_MAX_MESSAGE_SIZE: usize = 1 << 20;
 /// Default [`SenderConfig::retransmit_buffer`]: 4096 datagrams (about 5.6 MiB at the
@@ -46,6 +48,14 @@ pub struct SenderConfig {
     /// handed over between two polls share a datagram). A positive linger packs more at
     /// moderate rates at the cost of up to that much latency.
     pub linger: Duration,
+    /// How many full datagrams a burst gathers before they are written together (default
+    /// 32; 1 writes each as soon as it is full). The linger bounds the wait: a datagram
+    /// held is sent at the latest when the linger of the oldest one held runs out, or at
+    /// once on [`Sender::flush`]. Written together, the I/O layer hands them to the
+    /// kernel in one system call, and on Linux as one buffer the kernel cuts into
+    /// datagrams (UDP GSO): most of a small datagram's cost is the kernel's per-send path,
+    /// not its bytes.
+    pub burst_datagrams: usize,
     /// Keep sent datagrams and answer NAKs (default false: best effort, receivers still
     /// count every loss exactly).
     pub reliable: bool,
@@ -72,6 +82,7 @@ impl Default for SenderConfig {
             max_datagram_size: DEFAULT_MAX_DATAGRAM_SIZE,
             max_message_size: DEFAULT_MAX_MESSAGE_SIZE,
             linger: Duration::ZERO,
+            burst_datagrams: DEFAULT_BURST_DATAGRAMS,
             reliable: false,
             retransmit_buffer: DEFAULT_RETRANSMIT_BUFFER,
             retransmit_holdoff: DEFAULT_RETRANSMIT_HOLDOFF,
@@ -95,6 +106,9 @@ impl SenderConfig {
                 "max_message_size {} outside 1..={MAX_FRAME_LEN}",
                 self.max_message_size
             )));
+        }
+        if self.burst_datagrams == 0 {
+            return Err(ConfigError("burst_datagrams must be at least 1".into()));
         }
         if self.reliable && self.retransmit_buffer == 0 {
             return Err(ConfigError(
@@ -205,6 +219,9 @@ pub struct Sender {
     /// Closed datagrams waiting for their first transmission; `ready[0]` has sequence
     /// number `next_seq - ready.len()`.
     ready: VecDeque<Vec<u8>>,
+    /// Until when `ready` may wait for more full datagrams (the linger of the oldest in
+    /// it); `None` once it is due (flushed, fragments, or released).
+    ready_hold_until: Option<Instant>,
     /// Transmitted datagrams (reliable mode); `history[0]` has sequence number
     /// `history_start`.
     history: VecDeque<Stored>,
@@ -247,6 +264,7 @@ impl Sender {
             next_msg: 0,
             open: None,
             ready: VecDeque::new(),
+            ready_hold_until: None,
             history: VecDeque::new(),
             history_start: 0,
             retransmit_queue: VecDeque::new(),
@@ -397,12 +415,15 @@ impl Sender {
         }
         self.next_msg += 1;
         self.scratch = encoded;
+        // A fragmented message's datagrams are all there is of it: nothing to wait for.
+        self.ready_hold_until = None;
     }
 
     /// Closes the open datagram (if any) so the next [`Sender::poll_transmit`] sends it
     /// whatever the linger.
     pub fn flush(&mut self) {
         self.close_open();
+        self.ready_hold_until = None;
     }
 
     /// Sends a heartbeat with the next poll (once anything has been sent), so receivers
@@ -433,8 +454,20 @@ impl Sender {
             fragment: None,
         };
         header.encode_header(&mut open.buf);
+        if self.ready.is_empty() {
+            self.ready_hold_until = Some(open.close_at);
+        }
         self.ready.push_back(open.buf);
         self.next_seq += 1;
+    }
+
+    /// Whether the datagrams in `ready` are to be sent now: they were flushed, their
+    /// wait is over, or a whole burst's worth is gathered.
+    fn ready_due(&self, now: Instant) -> bool {
+        !self.ready.is_empty()
+            && self
+                .ready_hold_until
+                .is_none_or(|until| now >= until || self.ready.len() >= self.config.burst_datagrams)
     }
 
     /// Sequence number of the next datagram to go out for the first time.
@@ -533,7 +566,10 @@ impl Sender {
                 self.close_open();
             }
         }
-        if let Some(datagram) = self.ready.pop_front() {
+        if self.ready_due(now) {
+            // Once due, all of it goes: it is one burst, written together.
+            self.ready_hold_until = None;
+            let datagram = self.ready.pop_front().expect("due means not empty");
             return Some(self.transmit_new(now, datagram, buf));
         }
         if self.heartbeat_now || now >= self.heartbeat_due {
@@ -599,7 +635,7 @@ impl Sender {
     /// while a datagram is still being filled.
     pub fn transmit_due(&self, now: Instant) -> bool {
         !self.retransmit_queue.is_empty()
-            || !self.ready.is_empty()
+            || self.ready_due(now)
             || self.heartbeat_now
             || now >= self.heartbeat_due
             || self.open.as_ref().is_some_and(|open| now >= open.close_at)
@@ -610,8 +646,13 @@ impl Sender {
     /// [`Sender::poll_transmit`], which the caller runs after every input.
     pub fn poll_timeout(&self) -> Option<Instant> {
         let linger = self.open.as_ref().map(|open| open.close_at);
+        let held = self.ready_hold_until.filter(|_| !self.ready.is_empty());
         let heartbeat = self.heartbeat_check_at;
-        Some(linger.map_or(heartbeat, |at| at.min(heartbeat)))
+        let first = match (linger, held) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        Some(first.map_or(heartbeat, |at| at.min(heartbeat)))
     }
 
     /// Advances timers to `now`; follow with [`Sender::poll_transmit`].

@@ -525,6 +525,109 @@ fn linger_packs_messages_spread_in_time_and_flush_ends_it() {
         .is_some());
 }
 
+/// During a burst, full datagrams wait until `burst_datagrams` of them are gathered, so
+/// the I/O layer writes them together; the linger of the oldest bounds the wait, a
+/// flush ends it, and a held datagram is not announced as sent.
+#[test]
+fn a_burst_gathers_full_datagrams_until_a_batch_or_the_oldest_linger() {
+    let linger = Duration::from_micros(50);
+    let config = SenderConfig {
+        linger,
+        max_datagram_size: 100,
+        burst_datagrams: 3,
+        ..SenderConfig::default()
+    };
+    let start = Instant::now();
+    let mut sender = Sender::new(config, 1, start).unwrap();
+    let mut buf = vec![0u8; 100];
+    assert!(
+        sender.poll_transmit(start, &mut buf).is_some(),
+        "announcing heartbeat"
+    );
+    let mut due_at = start;
+    let message = [0u8; 50]; // one per datagram: 40 header + 54 encoded
+    let send_full = |sender: &mut Sender, at: Instant| {
+        sender.send_message(&[&message[..]], at).unwrap();
+    };
+    // Three messages, three datagrams: the first two are full (closed by the next
+    // message), the third still open.
+    for i in 0..3u64 {
+        due_at = start + Duration::from_micros(i);
+        send_full(&mut sender, due_at);
+    }
+    assert!(!sender.transmit_due(due_at), "two full datagrams are held");
+    assert_eq!(sender.poll_transmit(due_at, &mut buf), None);
+    assert_eq!(
+        sender.poll_timeout(),
+        Some(start + linger),
+        "the oldest one's linger bounds the wait"
+    );
+    send_full(&mut sender, start + Duration::from_micros(3));
+    let at = start + Duration::from_micros(3);
+    assert!(sender.transmit_due(at), "three held: a batch");
+    let mut seqs = Vec::new();
+    while let Some(len) = sender.poll_transmit(at, &mut buf) {
+        let Ok(Frame::Data(data, _)) = wire::decode(&buf[..len]) else {
+            panic!("data expected")
+        };
+        seqs.push(data.seq);
+    }
+    assert_eq!(seqs, [0, 1, 2], "the batch goes whole, in order");
+    // One more full datagram, then only time passes: it goes at the linger of its
+    // datagram (opened at 3 µs), not before.
+    send_full(&mut sender, start + Duration::from_micros(10));
+    let held = start + Duration::from_micros(3) + linger;
+    assert!(!sender.transmit_due(held - Duration::from_micros(1)));
+    assert_eq!(
+        sender.stats().datagrams,
+        3,
+        "the held one is not counted sent"
+    );
+    let len = sender
+        .poll_transmit(held, &mut buf)
+        .expect("its linger ran out");
+    let Ok(Frame::Data(data, _)) = wire::decode(&buf[..len]) else {
+        panic!("data expected")
+    };
+    assert_eq!(data.seq, 3);
+    // A flush sends at once whatever is held and open.
+    send_full(&mut sender, held);
+    sender.flush();
+    let mut flushed = 0;
+    while sender.poll_transmit(held, &mut buf).is_some() {
+        flushed += 1;
+    }
+    assert_eq!(flushed, 2, "the open one (seq 4) and the last one (seq 5)");
+    assert_eq!(sender.stats().datagrams, 6);
+}
+
+/// `burst_datagrams: 1` writes each full datagram at once, as before batching.
+#[test]
+fn a_burst_of_one_holds_nothing() {
+    let config = SenderConfig {
+        linger: Duration::from_micros(50),
+        max_datagram_size: 100,
+        burst_datagrams: 1,
+        ..SenderConfig::default()
+    };
+    let now = Instant::now();
+    let mut sender = Sender::new(config, 1, now).unwrap();
+    let mut buf = vec![0u8; 100];
+    assert!(
+        sender.poll_transmit(now, &mut buf).is_some(),
+        "announcing heartbeat"
+    );
+    sender.send_message(&[&[0u8; 50][..]], now).unwrap();
+    sender.send_message(&[&[0u8; 50][..]], now).unwrap();
+    assert!(sender.transmit_due(now), "the first datagram is full");
+    assert!(sender.poll_transmit(now, &mut buf).is_some());
+    assert_eq!(
+        sender.poll_transmit(now, &mut buf),
+        None,
+        "the second is open"
+    );
+}
+
 /// The clock-free append packs into the open datagram only: with none open, or when the
 /// message does not fit, it queues nothing and says so, and what it queues is counted and
 /// sent like any other message.
@@ -1135,6 +1238,10 @@ fn invalid_configs_are_refused() {
         },
         SenderConfig {
             heartbeat_min: Duration::ZERO,
+            ..SenderConfig::default()
+        },
+        SenderConfig {
+            burst_datagrams: 0,
             ..SenderConfig::default()
         },
     ] {
