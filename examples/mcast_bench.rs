@@ -488,6 +488,17 @@ fn thr(args: &Args) -> Res<()> {
                     }
                 }
                 let (_, lost) = accounted(&sub);
+                let stats = &sub.multicast_stats()[0];
+                let t = stats.protocol.total();
+                eprintln!(
+                    "volley subscriber: kernel drops {}, lost datagrams {} ({} unrecoverable, \
+                     {} overrun), {} NAKs sent",
+                    stats.kernel_drops,
+                    t.lost_datagrams,
+                    t.unrecoverable_datagrams,
+                    t.overrun_datagrams,
+                    t.naks_sent
+                );
                 Received {
                     received: arrivals.received,
                     lost,
