@@ -1,4 +1,4 @@
-//! cargo run --release --example mcast_bench -- lat|thr [--impl volley|raw] [--size B] [--count N] [--warmup W] [--reliable] [--loss P] [--linger-us U] [--datagram B]
+//! cargo run --release --example mcast_bench -- lat|thr [--impl volley|raw] [--size B] [--count N] [--warmup W] [--reliable] [--loss P] [--linger-us U] [--datagram B] [--gro]
 //!
 //! The multicast benchmarks `scripts/bench-mcast.sh` runs, on loopback groups
 //! (`iface=127.0.0.1`), volley against a raw non-blocking UDP socket:
@@ -21,11 +21,11 @@
 //! `--reliable` turns on NAK-based repair on both sides, `--loss P` the loss generator
 //! in the receive path of every volley subscriber (drop probability P): `--reliable
 //! --loss 0.01` is the reliable mode at 1% loss. `--linger-us` overrides the publisher's
-//! linger.
+//! linger. `--gro` turns on UDP GRO at volley's subscribers (`MulticastOptions::gro`).
 //!
 //! Output, one line per run:
 //!   RESULT impl=volley mode=lat size=64 rounds=20000 reliable=0 loss=0 p50_us=.. p99_us=.. mean_us=..
-//!   RESULT impl=volley mode=thr size=64 count=2000000 reliable=0 loss=0 received=.. lost=.. secs=.. msgs_per_s=.. send_cpu_ns_per_msg=..
+//!   RESULT impl=volley mode=thr size=64 count=2000000 datagram=1400 gro=0 reliable=0 loss=0 received=.. lost=.. secs=.. msgs_per_s=.. send_cpu_ns_per_msg=..
 
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, UdpSocket};
 use std::process::ExitCode;
@@ -52,11 +52,12 @@ struct Args {
     loss: f64,
     linger_us: Option<u64>,
     datagram: Option<usize>,
+    gro: bool,
 }
 
 fn parse_args() -> Res<Args> {
     let usage = "usage: mcast_bench lat|thr [--impl volley|raw] [--size B] [--count N] \
-                 [--warmup W] [--reliable] [--loss P] [--linger-us U] [--datagram B]\n\
+                 [--warmup W] [--reliable] [--loss P] [--linger-us U] [--datagram B] [--gro]\n\
                  defaults: --impl volley --size 64 --count 20000 (lat) / 2000000 (thr) --warmup 1000";
     let mut it = std::env::args().skip(1);
     let mode = it.next().ok_or(usage)?;
@@ -70,6 +71,7 @@ fn parse_args() -> Res<Args> {
         loss: 0.0,
         linger_us: None,
         datagram: None,
+        gro: false,
     };
     while let Some(a) = it.next() {
         let mut value = |name: &str| -> Res<String> {
@@ -104,6 +106,7 @@ fn parse_args() -> Res<Args> {
                 )
             }
             "--reliable" => args.reliable = true,
+            "--gro" => args.gro = true,
             _ => return Err(format!("unknown argument {a:?}\n{usage}")),
         }
     }
@@ -116,8 +119,8 @@ fn parse_args() -> Res<Args> {
     if args.size < 8 {
         return Err("--size must be at least 8 (the message number is in it)".into());
     }
-    if args.raw && (args.reliable || args.loss > 0.0) {
-        return Err("--reliable and --loss are volley's: not with --impl raw".into());
+    if args.raw && (args.reliable || args.loss > 0.0 || args.gro) {
+        return Err("--reliable, --loss and --gro are volley's: not with --impl raw".into());
     }
     Ok(args)
 }
@@ -164,6 +167,7 @@ fn subscriber(
     seed: u64,
 ) -> Res<Subscriber> {
     let mut options = options(args, RecvMode::BusyPoll);
+    options.multicast.gro = args.gro;
     if args.loss > 0.0 {
         options.multicast.loss = LossConfig::drop_rate(args.loss, seed);
     }
@@ -530,10 +534,11 @@ fn thr(args: &Args) -> Res<()> {
         .last
         .map_or(0.0, |last| last.duration_since(start).as_secs_f64());
     println!(
-        "RESULT impl={} mode=thr size={} count={n} datagram={} reliable={} loss={} received={} lost={} secs={:.3} msgs_per_s={:.0} send_cpu_ns_per_msg={:.0}",
+        "RESULT impl={} mode=thr size={} count={n} datagram={} gro={} reliable={} loss={} received={} lost={} secs={:.3} msgs_per_s={:.0} send_cpu_ns_per_msg={:.0}",
         if args.raw { "raw" } else { "volley" },
         args.size,
         if args.raw { args.size } else { args.datagram.unwrap_or(1400) },
+        u8::from(args.gro),
         u8::from(args.reliable),
         args.loss,
         got.received,

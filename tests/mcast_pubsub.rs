@@ -291,6 +291,73 @@ fn reliable_mode_repairs_injected_loss_in_order() {
     assert!(publisher.multicast_stats()[0].protocol.retransmits > 0);
 }
 
+/// UDP GRO at the subscriber: a burst's GSO writes arrive as coalesced buffers, which
+/// must come out as the same messages in order, whether the I/O thread or a busy-polling
+/// thread reads them, and with the loss generator dropping datagrams of the cut buffers
+/// the best-effort accounting stays exact.
+#[test]
+fn gro_subscribers_get_a_burst_whole_and_count_injected_loss_exactly() {
+    let ep = endpoint();
+    let mut gro = options();
+    gro.multicast.gro = true;
+    let mut busy = gro.clone();
+    busy.recv_mode = RecvMode::BusyPoll;
+    let mut lossy = gro.clone();
+    lossy.multicast.loss = LossConfig::drop_rate(0.05, 5);
+    let mut by_io_thread = subscriber(&ep, "", gro);
+    let busy = subscriber(&ep, "", busy);
+    let mut lossy = subscriber(&ep, "", lossy);
+    let mut publisher = publisher(&ep, options());
+    let n = 20_000u64;
+    let busy_reader = std::thread::spawn(move || {
+        let mut sub = busy;
+        let got: Vec<u64> = recv_n(&mut sub, n as usize).iter().map(number).collect();
+        (got, sub.multicast_stats())
+    });
+    for i in 0..n {
+        publisher
+            .send(Message::from_parts(["t".to_string(), i.to_string()]))
+            .unwrap();
+    }
+    publisher.flush(Duration::from_secs(1));
+    let sent = publisher.multicast_stats()[0].protocol.datagrams;
+    assert!(sent > 64, "a burst of many datagrams: {sent}");
+    let got: Vec<u64> = recv_n(&mut by_io_thread, n as usize)
+        .iter()
+        .map(number)
+        .collect();
+    assert_eq!(got, (0..n).collect::<Vec<_>>());
+    let (got, stats) = busy_reader.join().unwrap();
+    assert_eq!(got, (0..n).collect::<Vec<_>>(), "busy-polling reader");
+    assert_eq!(stats[0].protocol.total().lost_messages, 0);
+    // The lossy one: whatever was delivered is in order, and delivered + lost == sent.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut delivered = Vec::new();
+    loop {
+        while let Some(m) = lossy.recv_timeout(Duration::from_millis(50)).unwrap() {
+            delivered.push(number(&m));
+        }
+        let total = lossy.multicast_stats()[0].protocol.total();
+        if total.delivered_messages + total.lost_messages >= n || Instant::now() > deadline {
+            break;
+        }
+    }
+    let stats = &lossy.multicast_stats()[0];
+    let total = stats.protocol.total();
+    assert!(
+        stats.loss.as_ref().unwrap().dropped > 0,
+        "the generator dropped datagrams"
+    );
+    assert!(total.lost_messages > 0);
+    assert_eq!(total.delivered_messages, delivered.len() as u64);
+    assert_eq!(
+        total.delivered_messages + total.lost_messages,
+        n,
+        "{total:?}"
+    );
+    assert!(delivered.windows(2).all(|w| w[0] < w[1]), "in order");
+}
+
 #[test]
 fn busy_poll_reads_the_group_on_the_receiving_thread() {
     let ep = endpoint();
