@@ -10,6 +10,10 @@
 //!
 //! Reads use `recvmmsg` (up to [`BATCH`] datagrams per system call) and writes `sendmmsg`:
 //! at millions of small messages per second the system call, not the copy, is the cost.
+//! A busy-polling reader that expects one datagram at a time uses a plain `recvfrom`
+//! instead ([`McastSocket::recv_one`]): its empty polls are what it mostly does, and
+//! `recvfrom` spares the kernel a message header to copy in on each.
+//!
 //! Where the kernel offers UDP GSO (`UDP_SEGMENT`, Linux 4.18 on), each run of
 //! equal-sized datagrams in a write goes to the kernel as one buffer that it cuts into
 //! those datagrams: the route lookup and the rest of the per-send path, which on this
@@ -18,10 +22,8 @@
 //!
 //! A member may also ask for UDP GRO ([`McastSocket::enable_gro`]): the kernel then
 //! queues a run of one sender's datagrams as one buffer and reports the datagram size
-//! with it (`UDP_GRO` control message); [`RecvBatch::datagrams`] cuts it up again.
-//! A busy-polling reader that expects one datagram at a time uses a plain `recvfrom`
-//! instead ([`McastSocket::recv_one`]): its empty polls are what it mostly does, and
-//! `recvfrom` spares the kernel a message header to copy in on each.
+//! with it (`UDP_GRO` control message); [`RecvBatch::datagrams`] cuts it up again. Its
+//! reads then always carry control messages: `recv_one` becomes a `recvmmsg`.
 
 use std::io;
 use std::mem::{self, MaybeUninit};
@@ -293,7 +295,7 @@ impl McastSocket {
                 header.msg_control = control.0.as_mut_ptr().cast();
                 header.msg_controllen = GSO_CONTROL as _;
                 // SAFETY: the control buffer is GSO_CONTROL bytes, aligned for cmsghdr,
-                // which is CMSG_SPACE of a u16: CMSG_FIRSTHDR returns its start, and the
+                // at least CMSG_SPACE of a u16: CMSG_FIRSTHDR returns its start, and the
                 // header and the u16 written after it lie within it.
                 unsafe {
                     let cmsg = libc::CMSG_FIRSTHDR(&header);
@@ -399,7 +401,8 @@ impl McastSocket {
     /// no message header for the kernel to copy in, which makes a busy-polling reader's
     /// empty poll a third cheaper (about 340 ns instead of 500 here). The datagram's
     /// drop stamp (`SO_RXQ_OVFL`) does not come with it, so the drop count is asked
-    /// for instead when it is next read ([`kernel_drops`](Self::kernel_drops)).
+    /// for instead when it is next read ([`kernel_drops`](Self::kernel_drops)). On a
+    /// GRO member it reads like [`recv_batch`](Self::recv_batch).
     pub(crate) fn recv_one(&mut self, batch: &mut RecvBatch) -> io::Result<usize> {
         if self.gro {
             // A buffer may hold several datagrams, whose size only a control message
