@@ -798,6 +798,42 @@ mod tests {
     }
 
     #[test]
+    fn a_refused_gso_write_goes_out_without_gso() {
+        // The kernel refuses GSO on a socket that sends without UDP checksums (EINVAL),
+        // as it does on a path whose MTU is below the datagram size: the write must go
+        // out datagram by datagram, and later writes must not try GSO again.
+        let mut rx = member(0, 8 << 20);
+        let tx = member(rx.group().port(), 1 << 20);
+        let on: libc::c_int = 1;
+        // SAFETY: a valid descriptor, and a pointer to an int that lives across the call
+        // with its exact size. (SO_NO_CHECK is 11 on Linux; libc names it for few targets.)
+        let rc = unsafe {
+            libc::setsockopt(
+                tx.raw().as_raw_fd(),
+                libc::SOL_SOCKET,
+                11,
+                (&on as *const libc::c_int).cast(),
+                mem::size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        };
+        assert_eq!(rc, 0, "SO_NO_CHECK: {}", io::Error::last_os_error());
+        let datagrams = numbered(&[1200; 10]);
+        let slices: Vec<&[u8]> = datagrams.iter().map(Vec::as_slice).collect();
+        for round in 0..2 {
+            assert_eq!(tx.send_batch(&slices).unwrap(), 10, "round {round}");
+            assert!(!tx.uses_gso(), "GSO given up after the refusal");
+            let mut batch = RecvBatch::new();
+            let mut received: Vec<Vec<u8>> = Vec::new();
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+            while received.len() < 10 && std::time::Instant::now() < deadline {
+                rx.recv_batch(&mut batch).unwrap();
+                received.extend(batch.datagrams().map(|(d, _)| d.to_vec()));
+            }
+            assert_eq!(received, datagrams, "round {round}");
+        }
+    }
+
+    #[test]
     fn a_batch_arrives_as_the_datagrams_it_was_made_of() {
         // Runs of equal sizes (one GSO buffer each), a shorter datagram ending a run,
         // singletons between, a run longer than one system call's batch, and sizes that
