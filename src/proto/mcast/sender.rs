@@ -3,8 +3,9 @@
 
 use super::ConfigError;
 use crate::wire::mcast::{
-    self, Data, Fragment, Frame, Heartbeat, DATA_FLAGS_OFFSET, DATA_HEADER_LEN, DATA_TRAIL_OFFSET,
-    FLAG_RETRANSMIT, FRAGMENT_HEADER_LEN, HEARTBEAT_LEN, MAX_FRAME_LEN,
+    self, Data, Fragment, Frame, Heartbeat, DATA_FLAGS_OFFSET, DATA_HEADER_LEN,
+    DATA_MSG_SEQ_OFFSET, DATA_TRAIL_OFFSET, FLAG_RETRANSMIT, FRAGMENT_HEADER_LEN, HEARTBEAT_LEN,
+    MAX_FRAME_LEN,
 };
 use std::collections::VecDeque;
 use std::fmt;
@@ -475,6 +476,19 @@ impl Sender {
         self.next_seq - self.ready.len() as u64
     }
 
+    /// The first message of that datagram: what a heartbeat announces as the lead, so
+    /// that a receiver caught up to it counts nothing not yet sent as lost. Datagrams
+    /// held in `ready` (a burst being gathered) come before the open one.
+    fn transmit_lead_msg(&self) -> u64 {
+        if let Some(datagram) = self.ready.front() {
+            let field = &datagram[DATA_MSG_SEQ_OFFSET..DATA_MSG_SEQ_OFFSET + 8];
+            return u64::from_le_bytes(field.try_into().expect("8 bytes"));
+        }
+        self.open
+            .as_ref()
+            .map_or(self.next_msg, |open| open.first_msg)
+    }
+
     fn trail(&self) -> u64 {
         if self.history.is_empty() {
             self.transmit_lead()
@@ -578,10 +592,7 @@ impl Sender {
                 session_id: self.session_id,
                 stream_id: self.config.stream_id,
                 lead_seq: self.transmit_lead(),
-                lead_msg: self
-                    .open
-                    .as_ref()
-                    .map_or(self.next_msg, |open| open.first_msg),
+                lead_msg: self.transmit_lead_msg(),
                 trail_seq: self.trail(),
                 reliable: self.config.reliable,
             };
