@@ -149,21 +149,7 @@ impl McastSocket {
     /// Asks the kernel for UDP GRO on this member (see
     /// [`MulticastOptions::gro`](crate::socket::MulticastOptions::gro) for what it costs).
     pub(crate) fn enable_gro(&mut self) -> io::Result<()> {
-        let on: libc::c_int = 1;
-        // SAFETY: a valid descriptor, and a pointer to an int that lives across the call
-        // with its exact size.
-        let rc = unsafe {
-            libc::setsockopt(
-                self.socket.as_raw_fd(),
-                libc::SOL_UDP,
-                UDP_GRO,
-                (&on as *const libc::c_int).cast(),
-                mem::size_of::<libc::c_int>() as libc::socklen_t,
-            )
-        };
-        if rc != 0 {
-            return Err(io::Error::last_os_error());
-        }
+        set_int_option(&self.socket, libc::SOL_UDP, UDP_GRO, 1)?;
         self.gro = true;
         Ok(())
     }
@@ -523,19 +509,7 @@ fn gso_run(datagrams: &[&[u8]]) -> usize {
 /// Whether the kernel knows `UDP_SEGMENT`. Setting it to 0 on the socket asks for nothing
 /// (the size goes with each write instead) but fails on a kernel without GSO.
 fn gso_supported(socket: &Socket) -> bool {
-    let off: libc::c_int = 0;
-    // SAFETY: a valid descriptor, and a pointer to an int that lives across the call with
-    // its exact size.
-    let rc = unsafe {
-        libc::setsockopt(
-            socket.as_raw_fd(),
-            libc::SOL_UDP,
-            libc::UDP_SEGMENT,
-            (&off as *const libc::c_int).cast(),
-            mem::size_of::<libc::c_int>() as libc::socklen_t,
-        )
-    };
-    rc == 0
+    set_int_option(socket, libc::SOL_UDP, libc::UDP_SEGMENT, 0).is_ok()
 }
 
 /// Whether a write failed because of GSO itself, so that it would succeed without.
@@ -623,15 +597,24 @@ impl RecvBatch {
 }
 
 fn enable_overflow_count(socket: &Socket) -> io::Result<()> {
-    let on: libc::c_int = 1;
-    // SAFETY: a valid descriptor, and a pointer to an int that lives across the call with
-    // its exact size.
+    set_int_option(socket, libc::SOL_SOCKET, libc::SO_RXQ_OVFL, 1)
+}
+
+/// Sets an int-valued socket option that neither std nor socket2 offers.
+fn set_int_option(
+    socket: &impl AsRawFd,
+    level: libc::c_int,
+    name: libc::c_int,
+    value: libc::c_int,
+) -> io::Result<()> {
+    // SAFETY: a valid descriptor (borrowed for the call), and a pointer to an int that
+    // lives across the call, with its exact size; the kernel only reads it.
     let rc = unsafe {
         libc::setsockopt(
             socket.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_RXQ_OVFL,
-            (&on as *const libc::c_int).cast(),
+            level,
+            name,
+            (&value as *const libc::c_int).cast(),
             mem::size_of::<libc::c_int>() as libc::socklen_t,
         )
     };
@@ -804,19 +787,8 @@ mod tests {
         // out datagram by datagram, and later writes must not try GSO again.
         let mut rx = member(0, 8 << 20);
         let tx = member(rx.group().port(), 1 << 20);
-        let on: libc::c_int = 1;
-        // SAFETY: a valid descriptor, and a pointer to an int that lives across the call
-        // with its exact size. (SO_NO_CHECK is 11 on Linux; libc names it for few targets.)
-        let rc = unsafe {
-            libc::setsockopt(
-                tx.raw().as_raw_fd(),
-                libc::SOL_SOCKET,
-                11,
-                (&on as *const libc::c_int).cast(),
-                mem::size_of::<libc::c_int>() as libc::socklen_t,
-            )
-        };
-        assert_eq!(rc, 0, "SO_NO_CHECK: {}", io::Error::last_os_error());
+        // SO_NO_CHECK is 11 on Linux; libc names it for few targets.
+        set_int_option(tx.raw(), libc::SOL_SOCKET, 11, 1).expect("SO_NO_CHECK");
         let datagrams = numbered(&[1200; 10]);
         let slices: Vec<&[u8]> = datagrams.iter().map(Vec::as_slice).collect();
         for round in 0..2 {
