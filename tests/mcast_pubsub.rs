@@ -9,7 +9,9 @@ use std::sync::atomic::{AtomicU16, Ordering};
 use std::time::{Duration, Instant};
 
 use volley::proto::mcast::LossConfig;
-use volley::socket::{Message, Publisher, RecvMode, SocketOptions, Subscriber};
+use volley::socket::{
+    Message, MulticastReceiverStats, Publisher, RecvMode, SocketOptions, Subscriber,
+};
 
 /// A group and port of its own for each test: tests run in parallel, and a port shared
 /// by two tests would mix their traffic.
@@ -92,6 +94,30 @@ fn number(m: &Message) -> u64 {
         .unwrap()
         .parse()
         .unwrap()
+}
+
+/// Sends `["t", "0"]`, `["t", "1"]`, ..., `n` messages, pausing `pause` after each.
+fn send_numbered(publisher: &mut Publisher, n: u64, pause: Duration) {
+    for i in 0..n {
+        publisher
+            .send(Message::from_parts(["t".to_string(), i.to_string()]))
+            .unwrap();
+        if !pause.is_zero() {
+            std::thread::sleep(pause);
+        }
+    }
+}
+
+/// Receives `n` messages on a thread of their own (a busy-polling subscriber reads on
+/// the thread that receives); returns their numbers and the subscriber's counters.
+fn receive_numbered_on_a_thread(
+    mut sub: Subscriber,
+    n: u64,
+) -> std::thread::JoinHandle<(Vec<u64>, Vec<MulticastReceiverStats>)> {
+    std::thread::spawn(move || {
+        let got: Vec<u64> = recv_n(&mut sub, n as usize).iter().map(number).collect();
+        (got, sub.multicast_stats())
+    })
 }
 
 #[test]
@@ -309,16 +335,8 @@ fn gro_subscribers_get_a_burst_whole_and_count_injected_loss_exactly() {
     let mut lossy = subscriber(&ep, "", lossy);
     let mut publisher = publisher(&ep, options());
     let n = 20_000u64;
-    let busy_reader = std::thread::spawn(move || {
-        let mut sub = busy;
-        let got: Vec<u64> = recv_n(&mut sub, n as usize).iter().map(number).collect();
-        (got, sub.multicast_stats())
-    });
-    for i in 0..n {
-        publisher
-            .send(Message::from_parts(["t".to_string(), i.to_string()]))
-            .unwrap();
-    }
+    let busy_reader = receive_numbered_on_a_thread(busy, n);
+    send_numbered(&mut publisher, n, Duration::ZERO);
     publisher.flush(Duration::from_secs(1));
     let sent = publisher.multicast_stats()[0].protocol.datagrams;
     assert!(sent > 64, "a burst of many datagrams: {sent}");
@@ -407,16 +425,8 @@ fn a_busy_polling_subscriber_repairs_loss_in_reliable_mode() {
     publisher.send(Message::from_parts(["t", "start"])).unwrap();
     assert_eq!(recv_n(&mut sub, 1)[0].frames()[1].as_ref(), b"start");
     let n = 300u64;
-    let echo = std::thread::spawn(move || {
-        let got: Vec<u64> = recv_n(&mut sub, n as usize).iter().map(number).collect();
-        (got, sub.multicast_stats())
-    });
-    for i in 0..n {
-        publisher
-            .send(Message::from_parts(["t".to_string(), i.to_string()]))
-            .unwrap();
-        std::thread::sleep(Duration::from_micros(100));
-    }
+    let echo = receive_numbered_on_a_thread(sub, n);
+    send_numbered(&mut publisher, n, Duration::from_micros(100));
     let (got, stats) = echo.join().unwrap();
     assert_eq!(got, (0..n).collect::<Vec<_>>());
     let total = stats[0].protocol.total();
