@@ -1502,6 +1502,31 @@ fn bursts_meeting_heartbeats_on_a_clean_link_lose_nothing() {
     }
 }
 
+/// The case the clean-link proptest below shrank to before the heartbeat-lead fix: 11
+/// messages, 3 more 1,050 µs later, one more 1 µs after those (300 B datagrams, 50 µs
+/// linger, best effort).
+#[test]
+fn the_shrunk_heartbeat_lead_case_loses_nothing() {
+    let sender = SenderConfig {
+        max_datagram_size: 300,
+        linger: Duration::from_micros(50),
+        ..SenderConfig::default()
+    };
+    let mut sim = Sim::new(vec![sender], vec![ReceiverConfig::default()]);
+    let mut when = sim.start + Duration::from_millis(1);
+    let mut n = 0u64;
+    for (size, gap_us) in [(11, 1050), (3, 1), (1, 0)] {
+        for _ in 0..size {
+            sim.script
+                .push_back((when, 0, message_for(0, n, mixed_size(n))));
+            n += 1;
+        }
+        when += Duration::from_micros(gap_us);
+    }
+    sim.run_until(Duration::from_millis(300));
+    assert_eq!(sim.check_accounting(), (15, 0));
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 32, ..ProptestConfig::default() })]
 
