@@ -463,6 +463,12 @@ fn garbage_datagrams_are_counted_and_ignored() {
         "garbage counted: {:?}",
         stats.protocol
     );
+    // Every one of them, the empty datagram too: it arrives, so it must be counted.
+    assert_eq!(
+        stats.protocol.garbage_datagrams, 4,
+        "garbage counted: {:?}",
+        stats.protocol
+    );
 }
 
 #[test]

@@ -584,14 +584,16 @@ impl RecvBatch {
                 let len = self.lens[i]?;
                 let from = self.froms[i]?;
                 let buffer = &self.buffers[i * DATAGRAM_BUFFER..i * DATAGRAM_BUFFER + len];
-                let segment = match self.segments[i] {
-                    0 => len,
-                    size => size,
-                };
-                Some((buffer, segment.max(1), from))
+                Some((buffer, self.segments[i], from))
             })
             .flat_map(|(buffer, segment, from)| {
-                buffer.chunks(segment).map(move |datagram| (datagram, from))
+                // Cut at every `step` bytes. Not `chunks`: it yields nothing for an empty
+                // buffer, and an empty datagram arrived, so it is garbage to be counted.
+                let len = buffer.len();
+                let step = if segment == 0 { len.max(1) } else { segment };
+                (0..len.max(1))
+                    .step_by(step)
+                    .map(move |at| (&buffer[at..(at + step).min(len)], from))
             })
     }
 }
@@ -814,7 +816,7 @@ mod tests {
         sizes.extend([700, 1400, 1400, 90, 90, 90, 64, 1400]);
         sizes.extend(vec![1200; 40]);
         sizes.extend(vec![8192; 10]);
-        sizes.extend([8192, 100, 65_000, 65_000, 3]);
+        sizes.extend([8192, 100, 65_000, 65_000, 3, 0, 0, 7]);
         for gso in [true, false] {
             let buffers = assert_batch_arrives_as_sent(gso, false, &sizes);
             assert_eq!(buffers, sizes.len(), "without GRO, one datagram per buffer");
@@ -833,6 +835,7 @@ mod tests {
         sizes.push(300);
         sizes.extend([500, 64, 64, 64, 1400]);
         sizes.extend(vec![8192; 9]);
+        sizes.extend([0, 12]); // an empty datagram is one too
         let buffers = assert_batch_arrives_as_sent(true, true, &sizes);
         if gso_supported_here() {
             assert!(
