@@ -658,12 +658,12 @@ impl Sender {
     pub fn poll_timeout(&self) -> Option<Instant> {
         let linger = self.open.as_ref().map(|open| open.close_at);
         let held = self.ready_hold_until.filter(|_| !self.ready.is_empty());
-        let heartbeat = self.heartbeat_check_at;
-        let first = match (linger, held) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        };
-        Some(first.map_or(heartbeat, |at| at.min(heartbeat)))
+        Some(
+            [linger, held]
+                .into_iter()
+                .flatten()
+                .fold(self.heartbeat_check_at, Instant::min),
+        )
     }
 
     /// Advances timers to `now`; follow with [`Sender::poll_transmit`].
