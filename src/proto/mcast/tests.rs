@@ -525,25 +525,36 @@ fn linger_packs_messages_spread_in_time_and_flush_ends_it() {
         .is_some());
 }
 
-/// During a burst, full datagrams wait until `burst_datagrams` of them are gathered, so
-/// the I/O layer writes them together; the linger of the oldest bounds the wait, a
-/// flush ends it, and a held datagram is not announced as sent.
-#[test]
-fn a_burst_gathers_full_datagrams_until_a_batch_or_the_oldest_linger() {
-    let linger = Duration::from_micros(50);
+/// The burst tests' sender: a 50 µs linger and 100-byte datagrams, so that one 50-byte
+/// message fills a datagram (40 header + 54 encoded). Its announcing heartbeat is
+/// already taken.
+fn lingering_sender(burst_datagrams: usize, session_id: u32, start: Instant) -> Sender {
     let config = SenderConfig {
-        linger,
+        linger: BURST_TEST_LINGER,
         max_datagram_size: 100,
-        burst_datagrams: 3,
+        burst_datagrams,
         ..SenderConfig::default()
     };
-    let start = Instant::now();
-    let mut sender = Sender::new(config, 1, start).unwrap();
+    let mut sender = Sender::new(config, session_id, start).unwrap();
     let mut buf = vec![0u8; 100];
     assert!(
         sender.poll_transmit(start, &mut buf).is_some(),
         "announcing heartbeat"
     );
+    sender
+}
+
+const BURST_TEST_LINGER: Duration = Duration::from_micros(50);
+
+/// During a burst, full datagrams wait until `burst_datagrams` of them are gathered, so
+/// the I/O layer writes them together; the linger of the oldest bounds the wait, a
+/// flush ends it, and a held datagram is not announced as sent.
+#[test]
+fn a_burst_gathers_full_datagrams_until_a_batch_or_the_oldest_linger() {
+    let linger = BURST_TEST_LINGER;
+    let start = Instant::now();
+    let mut sender = lingering_sender(3, 1, start);
+    let mut buf = vec![0u8; 100];
     let mut due_at = start;
     let message = [0u8; 50]; // one per datagram: 40 header + 54 encoded
     let send_full = |sender: &mut Sender, at: Instant| {
@@ -607,11 +618,12 @@ fn a_burst_gathers_full_datagrams_until_a_batch_or_the_oldest_linger() {
 #[test]
 fn a_heartbeat_while_datagrams_are_held_announces_no_loss() {
     let config = SenderConfig {
-        linger: Duration::from_micros(50),
+        linger: BURST_TEST_LINGER,
         max_datagram_size: 100,
         ..SenderConfig::default()
     };
     let start = Instant::now();
+    // Not lingering_sender: the receiver must hear the announcing heartbeat.
     let mut sender = Sender::new(config, 7, start).unwrap();
     let mut receiver = Receiver::new(ReceiverConfig::default(), start).unwrap();
     let from = addr(1, 5000);
@@ -654,19 +666,9 @@ fn a_heartbeat_while_datagrams_are_held_announces_no_loss() {
 /// `burst_datagrams: 1` writes each full datagram at once, as before batching.
 #[test]
 fn a_burst_of_one_holds_nothing() {
-    let config = SenderConfig {
-        linger: Duration::from_micros(50),
-        max_datagram_size: 100,
-        burst_datagrams: 1,
-        ..SenderConfig::default()
-    };
     let now = Instant::now();
-    let mut sender = Sender::new(config, 1, now).unwrap();
+    let mut sender = lingering_sender(1, 1, now);
     let mut buf = vec![0u8; 100];
-    assert!(
-        sender.poll_transmit(now, &mut buf).is_some(),
-        "announcing heartbeat"
-    );
     sender.send_message(&[&[0u8; 50][..]], now).unwrap();
     sender.send_message(&[&[0u8; 50][..]], now).unwrap();
     assert!(sender.transmit_due(now), "the first datagram is full");
