@@ -210,6 +210,25 @@ impl Sim {
             .sort_by_key(|(when, _, _)| *when);
     }
 
+    /// Scripts bursts for `publisher` from 1 ms on: each `(size, gap_us)` sends `size`
+    /// messages at one instant (numbered on from 0, sized by `mixed_size`), then waits
+    /// `gap_us`. Returns how many messages in all, and when the last burst goes.
+    fn schedule_bursts(&mut self, publisher: usize, bursts: &[(u64, u64)]) -> (u64, Duration) {
+        let mut when = self.start + Duration::from_millis(1);
+        let mut last = when;
+        let mut n = 0u64;
+        for &(size, gap_us) in bursts {
+            for _ in 0..size {
+                let message = message_for(publisher, n, mixed_size(n));
+                self.script.push_back((when, publisher, message));
+                n += 1;
+            }
+            last = when;
+            when += Duration::from_micros(gap_us);
+        }
+        (n, last - self.start)
+    }
+
     /// Runs the network until virtual time `end` (relative to the start).
     fn run_until(&mut self, end: Duration) {
         let end = self.start + end;
@@ -1515,16 +1534,8 @@ fn the_shrunk_heartbeat_lead_case_loses_nothing() {
         ..SenderConfig::default()
     };
     let mut sim = Sim::new(vec![sender], vec![ReceiverConfig::default()]);
-    let mut when = sim.start + Duration::from_millis(1);
-    let mut n = 0u64;
-    for (size, gap_us) in [(11, 1050), (3, 1), (1, 0)] {
-        for _ in 0..size {
-            sim.script
-                .push_back((when, 0, message_for(0, n, mixed_size(n))));
-            n += 1;
-        }
-        when += Duration::from_micros(gap_us);
-    }
+    let (n, _) = sim.schedule_bursts(0, &[(11, 1050), (3, 1), (1, 0)]);
+    assert_eq!(n, 15);
     sim.run_until(Duration::from_millis(300));
     assert_eq!(sim.check_accounting(), (15, 0));
 }
@@ -1554,17 +1565,8 @@ proptest! {
         };
         let receiver = ReceiverConfig { reliable, ..ReceiverConfig::default() };
         let mut sim = Sim::new(vec![sender], vec![receiver]);
-        let mut when = sim.start + Duration::from_millis(1);
-        let mut n = 0u64;
-        for (size, gap_us) in bursts {
-            for _ in 0..size {
-                sim.script.push_back((when, 0, message_for(0, n, mixed_size(n))));
-                n += 1;
-            }
-            when += Duration::from_micros(gap_us);
-        }
-        let end = when - sim.start + Duration::from_millis(200);
-        sim.run_until(end);
+        let (n, last) = sim.schedule_bursts(0, &bursts);
+        sim.run_until(last + Duration::from_millis(200));
         let (delivered, lost) = sim.check_accounting();
         prop_assert_eq!((delivered, lost), (n, 0));
     }
