@@ -108,6 +108,23 @@ fn send_numbered(publisher: &mut Publisher, n: u64, pause: Duration) {
     }
 }
 
+/// Receives until the subscriber's counters account for all `n` messages sent (delivered
+/// or lost; the last datagrams' loss is noticed from the next heartbeat), or 10 s;
+/// returns the numbers of those delivered.
+fn receive_until_accounted(sub: &mut Subscriber, n: u64) -> Vec<u64> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut delivered = Vec::new();
+    loop {
+        while let Some(m) = sub.recv_timeout(Duration::from_millis(20)).unwrap() {
+            delivered.push(number(&m));
+        }
+        let total = sub.multicast_stats()[0].protocol.total();
+        if total.delivered_messages + total.lost_messages >= n || Instant::now() > deadline {
+            return delivered;
+        }
+    }
+}
+
 /// Receives `n` messages on a thread of their own (a busy-polling subscriber reads on
 /// the thread that receives); returns their numbers and the subscriber's counters.
 fn receive_numbered_on_a_thread(
@@ -242,24 +259,9 @@ fn best_effort_counts_every_lost_message_exactly() {
     small.multicast.sender.max_datagram_size = 200; // a few messages per datagram
     let mut publisher = publisher(&ep, small);
     let n = 3_000u64;
-    for i in 0..n {
-        publisher
-            .send(Message::from_parts(["t".to_string(), i.to_string()]))
-            .unwrap();
-    }
+    send_numbered(&mut publisher, n, Duration::ZERO);
     publisher.flush(Duration::from_secs(1));
-    // The last datagrams' loss is noticed from the next heartbeat.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let mut delivered = Vec::new();
-    loop {
-        while let Some(m) = sub.recv_timeout(Duration::from_millis(20)).unwrap() {
-            delivered.push(number(&m));
-        }
-        let total = sub.multicast_stats()[0].protocol.total();
-        if total.delivered_messages + total.lost_messages == n || Instant::now() > deadline {
-            break;
-        }
-    }
+    let delivered = receive_until_accounted(&mut sub, n);
     let stats = &sub.multicast_stats()[0];
     let total = stats.protocol.total();
     assert!(total.lost_messages > 0, "the generator dropped nothing");
@@ -349,17 +351,7 @@ fn gro_subscribers_get_a_burst_whole_and_count_injected_loss_exactly() {
     assert_eq!(got, (0..n).collect::<Vec<_>>(), "busy-polling reader");
     assert_eq!(stats[0].protocol.total().lost_messages, 0);
     // The lossy one: whatever was delivered is in order, and delivered + lost == sent.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let mut delivered = Vec::new();
-    loop {
-        while let Some(m) = lossy.recv_timeout(Duration::from_millis(50)).unwrap() {
-            delivered.push(number(&m));
-        }
-        let total = lossy.multicast_stats()[0].protocol.total();
-        if total.delivered_messages + total.lost_messages >= n || Instant::now() > deadline {
-            break;
-        }
-    }
+    let delivered = receive_until_accounted(&mut lossy, n);
     let stats = &lossy.multicast_stats()[0];
     let total = stats.protocol.total();
     assert!(
