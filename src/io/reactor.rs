@@ -18,7 +18,7 @@ use super::direct::USER_READ_IDLE;
 use super::stream::{ConnectTarget, Listener, Stream, READ_CHUNK};
 use super::{lock, Command, ConnIo, DirectConn, Member, PeerLink, Role, SocketId, WAKER_TOKEN};
 use crate::proto::zmtp::{Event, Heartbeat, Message, Session, SessionConfig, SessionError};
-use crate::ring::{spsc_polled, Consumer, RingConfig};
+use crate::ring::{spsc_polled, Consumer, Producer, RingConfig};
 use crate::socket::{Endpoint, PeerShared, SocketOptions, SocketShared};
 use crate::wire::zmtp::SocketType;
 use std::sync::Mutex;
@@ -331,7 +331,7 @@ impl Reactor {
                     return;
                 };
                 let mut rx = crate::io::lock(rx);
-                deliver_to(entry, |deliver| {
+                deliver_to(entry, &mut self.received, |deliver| {
                     rx.read(&mut crate::io::LazyNow::at(now), usize::MAX, deliver)
                 });
             }
@@ -351,7 +351,9 @@ impl Reactor {
                     let mut rx = crate::io::lock(rx);
                     if rx.poll_timeout().is_some_and(|t| t <= now) {
                         if let Some(entry) = self.sockets.get_mut(socket) {
-                            deliver_to(entry, |deliver| rx.on_timeout(now, deliver));
+                            deliver_to(entry, &mut self.received, |deliver| {
+                                rx.on_timeout(now, deliver)
+                            });
                         }
                     }
                 }
@@ -911,18 +913,40 @@ impl Reactor {
     }
 }
 
+/// Messages a multicast read gathers before it hands them to the subscriber's ring.
+/// A read goes on until the socket is empty, which can take thousands of messages: the
+/// receiver gets the first of them after this many, not after the whole read.
+const DELIVER_BATCH: usize = 256;
+
 /// Runs `read` with a sink that pushes into the subscriber's inbound ring (a refusal is
 /// counted by the ring's policy; the I/O thread never waits) and counts what arrived.
-fn deliver_to(entry: &mut SocketEntry, read: impl FnOnce(&mut dyn FnMut(Message)) -> usize) {
+/// Messages go in batches through `batch`, as a TCP read's do: one release of ring slots
+/// and one look at a parked receiver per batch instead of a locked instruction per
+/// message.
+fn deliver_to(
+    entry: &mut SocketEntry,
+    batch: &mut Vec<Message>,
+    read: impl FnOnce(&mut dyn FnMut(Message)) -> usize,
+) {
     let Role::Subscriber { inbound, .. } = &mut entry.role else {
         return;
+    };
+    let hand_over = |batch: &mut Vec<Message>, inbound: &mut Producer<Message>| {
+        let mut messages = batch.drain(..);
+        // A refusal is counted by the ring (its policy) and ends a batch; the rest goes
+        // on, each item meeting the policy.
+        while inbound.push_batch(messages.by_ref()).error.is_some() {}
     };
     let (mut messages, mut bytes) = (0u64, 0u64);
     read(&mut |message: Message| {
         messages += 1;
         bytes += message.byte_len() as u64;
-        let _ = inbound.push(message);
+        batch.push(message);
+        if batch.len() >= DELIVER_BATCH {
+            hand_over(batch, inbound);
+        }
     });
+    hand_over(batch, inbound);
     if messages > 0 {
         entry
             .shared
