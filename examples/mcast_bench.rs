@@ -1,4 +1,4 @@
-//! cargo run --release --example mcast_bench -- lat|thr [--impl volley|raw] [--size B] [--count N] [--warmup W] [--reliable] [--loss P] [--linger-us U] [--datagram B] [--gro]
+//! cargo run --release --example mcast_bench -- lat|thr [--impl volley|raw] [--size B] [--count N] [--warmup W] [--reliable] [--loss P] [--linger-us U] [--datagram B] [--gro] [--blocking]
 //!
 //! The multicast benchmarks `scripts/bench-mcast.sh` runs, on loopback groups
 //! (`iface=127.0.0.1`), volley against a raw non-blocking UDP socket:
@@ -22,10 +22,13 @@
 //! in the receive path of every volley subscriber (drop probability P): `--reliable
 //! --loss 0.01` is the reliable mode at 1% loss. `--linger-us` overrides the publisher's
 //! linger. `--gro` turns on UDP GRO at volley's subscribers (`MulticastOptions::gro`).
+//! `--blocking` makes `thr`'s subscriber a [`RecvMode::Blocking`] one, the default mode:
+//! the I/O thread reads the socket into the subscriber's ring and the counting thread
+//! sleeps in `recv_timeout` between messages (three threads on the way instead of two).
 //!
 //! Output, one line per run:
 //!   RESULT impl=volley mode=lat size=64 rounds=20000 reliable=0 loss=0 p50_us=.. p99_us=.. mean_us=..
-//!   RESULT impl=volley mode=thr size=64 count=2000000 datagram=1400 gro=0 reliable=0 loss=0 received=.. lost=.. secs=.. msgs_per_s=.. send_cpu_ns_per_msg=..
+//!   RESULT impl=volley mode=thr size=64 count=2000000 datagram=1400 gro=0 blocking=0 reliable=0 loss=0 received=.. lost=.. secs=.. msgs_per_s=.. send_cpu_ns_per_msg=..
 
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, UdpSocket};
 use std::process::ExitCode;
@@ -53,11 +56,12 @@ struct Args {
     linger_us: Option<u64>,
     datagram: Option<usize>,
     gro: bool,
+    blocking: bool,
 }
 
 fn parse_args() -> Res<Args> {
     let usage = "usage: mcast_bench lat|thr [--impl volley|raw] [--size B] [--count N] \
-                 [--warmup W] [--reliable] [--loss P] [--linger-us U] [--datagram B] [--gro]\n\
+                 [--warmup W] [--reliable] [--loss P] [--linger-us U] [--datagram B] [--gro] [--blocking]\n\
                  defaults: --impl volley --size 64 --count 20000 (lat) / 2000000 (thr) --warmup 1000";
     let mut it = std::env::args().skip(1);
     let mode = it.next().ok_or(usage)?;
@@ -72,6 +76,7 @@ fn parse_args() -> Res<Args> {
         linger_us: None,
         datagram: None,
         gro: false,
+        blocking: false,
     };
     while let Some(a) = it.next() {
         let mut value = |name: &str| -> Res<String> {
@@ -107,6 +112,7 @@ fn parse_args() -> Res<Args> {
             }
             "--reliable" => args.reliable = true,
             "--gro" => args.gro = true,
+            "--blocking" => args.blocking = true,
             _ => return Err(format!("unknown argument {a:?}\n{usage}")),
         }
     }
@@ -119,8 +125,8 @@ fn parse_args() -> Res<Args> {
     if args.size < 8 {
         return Err("--size must be at least 8 (the message number is in it)".into());
     }
-    if args.raw && (args.reliable || args.loss > 0.0 || args.gro) {
-        return Err("--reliable, --loss and --gro are volley's: not with --impl raw".into());
+    if args.raw && (args.reliable || args.loss > 0.0 || args.gro || args.blocking) {
+        return Err("--reliable, --loss, --gro and --blocking are volley's: not with --impl raw".into());
     }
     Ok(args)
 }
@@ -166,7 +172,12 @@ fn subscriber(
     port: u16,
     seed: u64,
 ) -> Res<Subscriber> {
-    let mut options = options(args, RecvMode::BusyPoll);
+    let mode = if args.blocking {
+        RecvMode::Blocking
+    } else {
+        RecvMode::BusyPoll
+    };
+    let mut options = options(args, mode);
     options.multicast.gro = args.gro;
     if args.loss > 0.0 {
         options.multicast.loss = LossConfig::drop_rate(args.loss, seed);
@@ -460,6 +471,7 @@ fn thr(args: &Args) -> Res<()> {
         let sub_ctx = Context::new().map_err(|e| e.to_string())?;
         let mut sub = subscriber(&sub_ctx, args, a, port, 21)?;
         let mut publisher = publisher(&pub_ctx, args, a, port)?;
+        let blocking = args.blocking;
         thread::scope(|scope| {
             let counter = scope.spawn(move || {
                 let mut arrivals = Arrivals::default();
@@ -469,7 +481,14 @@ fn thr(args: &Args) -> Res<()> {
                     (t.delivered_messages, t.lost_messages)
                 };
                 loop {
-                    match sub.try_recv() {
+                    // A blocking subscriber sleeps between messages, as its users' threads
+                    // would; spinning here would take the core its I/O thread reads on.
+                    let next = if blocking {
+                        sub.recv_timeout(Duration::from_millis(1))
+                    } else {
+                        sub.try_recv()
+                    };
+                    match next {
                         Ok(Some(_)) => {
                             if arrivals.arrived(n) {
                                 break;
@@ -534,11 +553,12 @@ fn thr(args: &Args) -> Res<()> {
         .last
         .map_or(0.0, |last| last.duration_since(start).as_secs_f64());
     println!(
-        "RESULT impl={} mode=thr size={} count={n} datagram={} gro={} reliable={} loss={} received={} lost={} secs={:.3} msgs_per_s={:.0} send_cpu_ns_per_msg={:.0}",
+        "RESULT impl={} mode=thr size={} count={n} datagram={} gro={} blocking={} reliable={} loss={} received={} lost={} secs={:.3} msgs_per_s={:.0} send_cpu_ns_per_msg={:.0}",
         if args.raw { "raw" } else { "volley" },
         args.size,
         if args.raw { args.size } else { args.datagram.unwrap_or(1400) },
         u8::from(args.gro),
+        u8::from(args.blocking),
         u8::from(args.reliable),
         args.loss,
         got.received,

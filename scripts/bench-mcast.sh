@@ -3,7 +3,8 @@
 # run, then a side-by-side table with ratios and the targets:
 #   busy-poll ping-pong p50 (RTT/2, 64 B) <= 1.3x raw; 64-byte throughput with packing
 #   >= 5 M msgs/s (with the default options, and again with UDP GRO at the subscriber);
-#   the reliable mode at 1% injected loss (throughput and p99) beside best effort.
+#   the reliable mode at 1% injected loss (throughput and p99) beside best effort; and,
+#   for the record, the throughput of a blocking subscriber (the default RecvMode).
 #
 #   scripts/bench-mcast.sh
 #
@@ -75,6 +76,7 @@ run thr_volley_64k thr --count "$THR_COUNT" --datagram 65000
 run thr_reliable thr --count "$THR_COUNT" --reliable --loss 0.01
 run thr_volley_gro thr --count "$THR_COUNT" --gro
 run thr_reliable_gro thr --count "$THR_COUNT" --reliable --loss 0.01 --gro
+run thr_volley_blocking thr --count "$THR_COUNT" --blocking
 
 lat_row() {
     printf '%-44s %14s %14s %10s  %s\n' "$1" "$2 us" "$3 us" "$(ratio "$2" "$3")" "$4"
@@ -106,6 +108,10 @@ printf '%-44s %20s %8s\n' "  publisher CPU per message (ns)" \
 printf '%-44s %20s %8s\n' "  lost (not kept up with; counted)" \
     "$(field thr_volley lost) / $(field thr_volley_8k lost) / $(field thr_volley_64k lost)" "$(field thr_raw lost)"
 printf '%-44s %20s\n' "  with GRO at 1400 B: publisher CPU (ns), lost" "$(field thr_volley_gro send_cpu_ns_per_msg), $(field thr_volley_gro lost)"
+# The default RecvMode: the subscriber's I/O thread reads into its ring, the receiving
+# thread sleeps between messages. Not the target's row (that is the busy-poll one above).
+thr_row "  1400 B, a blocking subscriber (the default)" "$(field thr_volley_blocking msgs_per_s)" "$(field thr_raw msgs_per_s)" \
+    "lost $(field thr_volley_blocking lost) of $THR_COUNT"
 echo
 printf '%-44s %14s %14s %10s\n' "reliable mode, 1% injected loss" "reliable" "best effort" "ratio"
 thr_row "throughput 64 B (1400 B datagrams)" "$(field thr_reliable msgs_per_s)" "$(field thr_volley msgs_per_s)" \
