@@ -95,6 +95,10 @@ pub(crate) struct Shared<T> {
     /// The same for a pop while the consumer holds no overflow items: no blocked producer
     /// to wake.
     plain_pop: bool,
+    /// `plain_push` for a several-producer ring on the stamped core without eviction.
+    plain_stamped_push: bool,
+    /// `plain_pop` for the same rings.
+    plain_stamped_pop: bool,
 }
 
 impl<T> Shared<T> {
@@ -115,6 +119,7 @@ impl<T> Shared<T> {
             _ => Core::Stamped(StampedRing::new(capacity, multi_producer, evicting)),
         };
         let fast_core = matches!(core, Core::Fast(_));
+        let plain_stamped = matches!(core, Core::Stamped(_)) && multi_producer && !evicting;
         let buffer_policy = matches!(config.policy, OverflowPolicy::Buffer { .. });
         let wake_producers =
             matches!(config.policy, OverflowPolicy::Block { .. }) && config.wait.may_park();
@@ -134,6 +139,8 @@ impl<T> Shared<T> {
             buffer_policy,
             plain_push: fast_core && !consumer_may_park,
             plain_pop: fast_core && !wake_producers,
+            plain_stamped_push: plain_stamped && !consumer_may_park,
+            plain_stamped_pop: plain_stamped && !wake_producers,
         }
     }
 
@@ -141,6 +148,14 @@ impl<T> Shared<T> {
     fn plain_core(&self, plain: bool) -> Option<NonNull<FastRing<T>>> {
         match (&self.core, plain) {
             (Core::Fast(ring), true) => Some(NonNull::from(ring)),
+            _ => None,
+        }
+    }
+
+    /// The stamped core, if `plain` says its end may skip the general path.
+    fn plain_stamped(&self, plain: bool) -> Option<NonNull<StampedRing<T>>> {
+        match (&self.core, plain) {
+            (Core::Stamped(ring), true) => Some(NonNull::from(ring)),
             _ => None,
         }
     }
@@ -400,12 +415,7 @@ pub(crate) fn spsc_polled<T: ItemSize>(
 /// If `capacity` is 0.
 pub fn mpsc<T: ItemSize>(capacity: usize, config: RingConfig) -> (MpscProducer<T>, Consumer<T>) {
     let shared = Arc::new(Shared::new(capacity, config, true));
-    (
-        MpscProducer {
-            shared: shared.clone(),
-        },
-        Consumer::new(shared),
-    )
+    (MpscProducer::new(shared.clone()), Consumer::new(shared))
 }
 
 /// The producing end of an [`spsc`] ring.
@@ -548,13 +558,60 @@ impl<T> Drop for Producer<T> {
 /// The ring closes when the last clone is dropped.
 pub struct MpscProducer<T> {
     shared: Arc<Shared<T>>,
+    /// The stamped core when `shared.plain_stamped_push` holds (as [`Producer`]'s
+    /// `plain`): a push that finds room skips the core's variant and the hand-off's
+    /// checks, which cost a several-producer push more instructions than crossbeam's
+    /// `ArrayQueue` spends on a whole push.
+    plain: Option<NonNull<StampedRing<T>>>,
+}
+
+// SAFETY: `plain` points into `shared`, which the handle keeps alive; the stamped core is
+// `Sync` for `T: Send` and built for concurrent pushes through `&self`, so the handle may
+// move to, and be shared with, other threads exactly as the `Arc` alone could.
+unsafe impl<T: Send> Send for MpscProducer<T> {}
+// SAFETY: as above.
+unsafe impl<T: Send> Sync for MpscProducer<T> {}
+
+impl<T> MpscProducer<T> {
+    fn new(shared: Arc<Shared<T>>) -> Self {
+        MpscProducer {
+            plain: shared.plain_stamped(shared.plain_stamped_push),
+            shared,
+        }
+    }
 }
 
 impl<T: ItemSize> MpscProducer<T> {
     /// Pushes `item`, applying the ring's [`OverflowPolicy`] if it is full.
     #[inline]
     pub fn push(&self, item: T) -> Result<(), PushError<T>> {
+        if let Some(ring) = self.plain {
+            // SAFETY: `plain` points at the stamped core inside `self.shared`, alive as
+            // long as `self`.
+            let ring = unsafe { ring.as_ref() };
+            let shared = &*self.shared;
+            // One word for "the consumer is gone" and "items wait in the overflow
+            // queue", as on the SPSC plain path.
+            if shared.detour.load(Ordering::Acquire) == 0 {
+                return match ring.push(Owned(item), &mut |old| shared.evicted(old)) {
+                    Ok(()) => Ok(()),
+                    Err(Rejected::Full(item)) => self.push_full(ring, item),
+                };
+            }
+        }
         self.push_emplace(Owned(item)).map_err(unwrap_owned)
+    }
+
+    /// The plain path's full ring: the policy's hand-off, out of line.
+    #[inline(never)]
+    fn push_full(&self, ring: &StampedRing<T>, item: Owned<T>) -> Result<(), PushError<T>> {
+        let shared = &*self.shared;
+        shared
+            .when_full(item, &mut |item| {
+                ring.push(item, &mut |old| shared.evicted(old))
+                    .map_err(|Rejected::Full(item)| item)
+            })
+            .map_err(unwrap_owned)
     }
 
     /// Pushes the item `item` builds in its slot (see [`Emplace`]), applying the ring's
@@ -609,9 +666,7 @@ impl<T> MpscProducer<T> {
 impl<T> Clone for MpscProducer<T> {
     fn clone(&self) -> Self {
         self.shared.producers.fetch_add(1, Ordering::Relaxed);
-        MpscProducer {
-            shared: self.shared.clone(),
-        }
+        MpscProducer::new(self.shared.clone())
     }
 }
 
@@ -630,6 +685,10 @@ pub struct Consumer<T> {
     fast: FastConsumer,
     /// The ring's fast core when `shared.plain_pop` holds (as [`Producer`]'s `plain`).
     plain: Option<NonNull<FastRing<T>>>,
+    /// The stamped core when `shared.plain_stamped_pop` holds (as [`MpscProducer`]'s
+    /// `plain`). Used at the top of the out-of-line general pop, not in `try_pop`
+    /// itself: one more branch there grew it past inlining and halved the SPSC rate.
+    stamped: Option<NonNull<StampedRing<T>>>,
     /// Overflow items taken from under the lock in one go; older than anything the ring
     /// holds, so they are served first.
     overflow_batch: VecDeque<T>,
@@ -646,6 +705,7 @@ impl<T> Consumer<T> {
     fn new(shared: Arc<Shared<T>>) -> Self {
         Consumer {
             plain: shared.plain_core(shared.plain_pop),
+            stamped: shared.plain_stamped(shared.plain_stamped_pop),
             shared,
             fast: FastConsumer::default(),
             overflow_batch: VecDeque::new(),
@@ -732,6 +792,22 @@ impl<T: ItemSize> Consumer<T> {
     /// Every pop the plain path does not cover: overflow, wake-ups, empty and closed.
     #[inline(never)]
     fn try_pop_general(&mut self) -> Result<T, TryPopError> {
+        if let Some(ring) = self.stamped {
+            // SAFETY: `stamped` points at the stamped core inside `self.shared`, alive as
+            // long as `self`.
+            let ring = unsafe { ring.as_ref() };
+            if self.overflow_batch.is_empty() {
+                if let Some(item) = ring.pop() {
+                    return Ok(item);
+                }
+                // As on the SPSC plain path: only the overflow queue and the close need a
+                // look before reporting empty.
+                let shared = &*self.shared;
+                if shared.overflow_queued.load(Ordering::Acquire) == 0 && !shared.producers_gone() {
+                    return Err(TryPopError::Empty);
+                }
+            }
+        }
         if let Some(item) = self.pop_any() {
             return Ok(item);
         }
