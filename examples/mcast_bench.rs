@@ -126,7 +126,9 @@ fn parse_args() -> Res<Args> {
         return Err("--size must be at least 8 (the message number is in it)".into());
     }
     if args.raw && (args.reliable || args.loss > 0.0 || args.gro || args.blocking) {
-        return Err("--reliable, --loss, --gro and --blocking are volley's: not with --impl raw".into());
+        return Err(
+            "--reliable, --loss, --gro and --blocking are volley's: not with --impl raw".into(),
+        );
     }
     Ok(args)
 }
