@@ -276,8 +276,6 @@ impl Data {
 pub const DATA_FLAGS_OFFSET: usize = 4;
 /// Byte offset of `trail_seq` in every DATA datagram (patched on retransmit).
 pub const DATA_TRAIL_OFFSET: usize = 32;
-/// Byte offset of `msg_seq` in every DATA datagram.
-pub const DATA_MSG_SEQ_OFFSET: usize = 24;
 
 /// A decoded HEARTBEAT.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -3,13 +3,13 @@
 
 use super::ConfigError;
 use crate::wire::mcast::{
-    self, Data, Fragment, Frame, Heartbeat, DATA_FLAGS_OFFSET, DATA_HEADER_LEN,
-    DATA_MSG_SEQ_OFFSET, DATA_TRAIL_OFFSET, FLAG_RETRANSMIT, FRAGMENT_HEADER_LEN, HEARTBEAT_LEN,
-    MAX_FRAME_LEN,
+    self, Data, DataHeader, Fragment, Frame, Heartbeat, DATA_FLAGS_OFFSET, DATA_HEADER_LEN,
+    DATA_TRAIL_OFFSET, FLAG_RETRANSMIT, FRAGMENT_HEADER_LEN, HEARTBEAT_LEN, MAX_FRAME_LEN,
 };
 use std::collections::VecDeque;
 use std::fmt;
 use std::time::{Duration, Instant};
+use zerocopy::FromBytes;
 
 /// Default [`SenderConfig::max_datagram_size`]: 1400 bytes of UDP payload, which fits
 /// a 1500-byte Ethernet MTU under IPv4 or IPv6 headers with room to spare.
@@ -481,8 +481,9 @@ impl Sender {
     /// held in `ready` (a burst being gathered) come before the open one.
     fn transmit_lead_msg(&self) -> u64 {
         if let Some(datagram) = self.ready.front() {
-            let field = &datagram[DATA_MSG_SEQ_OFFSET..DATA_MSG_SEQ_OFFSET + 8];
-            return u64::from_le_bytes(field.try_into().expect("8 bytes"));
+            let (header, _) = DataHeader::ref_from_prefix(datagram)
+                .expect("ready holds DATA datagrams this sender encoded");
+            return header.msg_seq.get();
         }
         self.open
             .as_ref()
