@@ -95,10 +95,6 @@ pub(crate) struct Shared<T> {
     /// The same for a pop while the consumer holds no overflow items: no blocked producer
     /// to wake.
     plain_pop: bool,
-    /// `plain_push` for a several-producer ring on the stamped core without eviction.
-    plain_stamped_push: bool,
-    /// `plain_pop` for the same rings.
-    plain_stamped_pop: bool,
 }
 
 impl<T> Shared<T> {
@@ -119,7 +115,6 @@ impl<T> Shared<T> {
             _ => Core::Stamped(StampedRing::new(capacity, multi_producer, evicting)),
         };
         let fast_core = matches!(core, Core::Fast(_));
-        let plain_stamped = matches!(core, Core::Stamped(_)) && multi_producer && !evicting;
         let buffer_policy = matches!(config.policy, OverflowPolicy::Buffer { .. });
         let wake_producers =
             matches!(config.policy, OverflowPolicy::Block { .. }) && config.wait.may_park();
@@ -139,8 +134,6 @@ impl<T> Shared<T> {
             buffer_policy,
             plain_push: fast_core && !consumer_may_park,
             plain_pop: fast_core && !wake_producers,
-            plain_stamped_push: plain_stamped && !consumer_may_park,
-            plain_stamped_pop: plain_stamped && !wake_producers,
         }
     }
 
@@ -152,12 +145,31 @@ impl<T> Shared<T> {
         }
     }
 
-    /// The stamped core, if `plain` says its end may skip the general path.
+    /// The stamped core of a several-producer ring without eviction (the only stamped
+    /// rings that do not evict), if `plain` says its end needs no wake-up check: the
+    /// [`plain_core`](Self::plain_core) of [`MpscProducer`] and of its consumer.
     fn plain_stamped(&self, plain: bool) -> Option<NonNull<StampedRing<T>>> {
         match (&self.core, plain) {
-            (Core::Stamped(ring), true) => Some(NonNull::from(ring)),
+            (Core::Stamped(ring), true) if self.config.policy != OverflowPolicy::DropOldest => {
+                Some(NonNull::from(ring))
+            }
             _ => None,
         }
+    }
+
+    /// A push into the stamped core, counting what it evicts: the `try_push` of every
+    /// hand-off on that core.
+    #[inline(always)]
+    fn push_stamped<E: Emplace<T>>(&self, ring: &StampedRing<T>, item: E) -> Result<(), E> {
+        ring.push(item, &mut |old| self.evicted(old))
+            .map_err(|Rejected::Full(item)| item)
+    }
+
+    /// Whether a consumer that found the ring empty may report it empty: nothing waits
+    /// in the overflow queue and the ring is not closed.
+    #[inline(always)]
+    fn nothing_else_to_pop(&self) -> bool {
+        self.overflow_queued.load(Ordering::Acquire) == 0 && !self.producers_gone()
     }
 
     #[inline(always)]
@@ -491,10 +503,9 @@ impl<T: ItemSize> Producer<T> {
             Core::Fast(ring) => shared.push_with(Owned(item), |Owned(item)| {
                 ring.try_push(fast, item).map_err(Owned)
             }),
-            Core::Stamped(ring) => shared.push_with(Owned(item), |item| {
-                ring.push(item, &mut |old| shared.evicted(old))
-                    .map_err(|Rejected::Full(item)| item)
-            }),
+            Core::Stamped(ring) => {
+                shared.push_with(Owned(item), |item| shared.push_stamped(ring, item))
+            }
             Core::Published(_) => unreachable!("single-producer rings are never published"),
         };
         pushed.map_err(unwrap_owned)
@@ -558,8 +569,7 @@ impl<T> Drop for Producer<T> {
 /// The ring closes when the last clone is dropped.
 pub struct MpscProducer<T> {
     shared: Arc<Shared<T>>,
-    /// The stamped core when `shared.plain_stamped_push` holds (as [`Producer`]'s
-    /// `plain`): a push that finds room skips the core's variant and the hand-off's
+    /// The stamped core when the consumer never parks (as [`Producer`]'s `plain`): a push that finds room skips the core's variant and the hand-off's
     /// checks, which cost a several-producer push more instructions than crossbeam's
     /// `ArrayQueue` spends on a whole push.
     plain: Option<NonNull<StampedRing<T>>>,
@@ -575,7 +585,7 @@ unsafe impl<T: Send> Sync for MpscProducer<T> {}
 impl<T> MpscProducer<T> {
     fn new(shared: Arc<Shared<T>>) -> Self {
         MpscProducer {
-            plain: shared.plain_stamped(shared.plain_stamped_push),
+            plain: shared.plain_stamped(!shared.wake_consumer),
             shared,
         }
     }
@@ -593,9 +603,9 @@ impl<T: ItemSize> MpscProducer<T> {
             // One word for "the consumer is gone" and "items wait in the overflow
             // queue", as on the SPSC plain path.
             if shared.detour.load(Ordering::Acquire) == 0 {
-                return match ring.push(Owned(item), &mut |old| shared.evicted(old)) {
+                return match shared.push_stamped(ring, Owned(item)) {
                     Ok(()) => Ok(()),
-                    Err(Rejected::Full(item)) => self.push_full(ring, item),
+                    Err(item) => self.push_full(ring, item),
                 };
             }
         }
@@ -607,10 +617,7 @@ impl<T: ItemSize> MpscProducer<T> {
     fn push_full(&self, ring: &StampedRing<T>, item: Owned<T>) -> Result<(), PushError<T>> {
         let shared = &*self.shared;
         shared
-            .when_full(item, &mut |item| {
-                ring.push(item, &mut |old| shared.evicted(old))
-                    .map_err(|Rejected::Full(item)| item)
-            })
+            .when_full(item, &mut |item| shared.push_stamped(ring, item))
             .map_err(unwrap_owned)
     }
 
@@ -621,10 +628,7 @@ impl<T: ItemSize> MpscProducer<T> {
         let shared = &*self.shared;
         match &shared.core {
             Core::Published(ring) => shared.push_with(item, |item| ring.push(item)),
-            Core::Stamped(ring) => shared.push_with(item, |item| {
-                ring.push(item, &mut |old| shared.evicted(old))
-                    .map_err(|Rejected::Full(item)| item)
-            }),
+            Core::Stamped(ring) => shared.push_with(item, |item| shared.push_stamped(ring, item)),
             Core::Fast(_) => unreachable!("mpsc rings are never fast"),
         }
     }
@@ -685,8 +689,7 @@ pub struct Consumer<T> {
     fast: FastConsumer,
     /// The ring's fast core when `shared.plain_pop` holds (as [`Producer`]'s `plain`).
     plain: Option<NonNull<FastRing<T>>>,
-    /// The stamped core when `shared.plain_stamped_pop` holds (as [`MpscProducer`]'s
-    /// `plain`). Used at the top of the out-of-line general pop, not in `try_pop`
+    /// The stamped core when no producer blocks (as [`MpscProducer`]'s `plain`). Used at the top of the out-of-line general pop, not in `try_pop`
     /// itself: one more branch there grew it past inlining and halved the SPSC rate.
     stamped: Option<NonNull<StampedRing<T>>>,
     /// Overflow items taken from under the lock in one go; older than anything the ring
@@ -705,7 +708,7 @@ impl<T> Consumer<T> {
     fn new(shared: Arc<Shared<T>>) -> Self {
         Consumer {
             plain: shared.plain_core(shared.plain_pop),
-            stamped: shared.plain_stamped(shared.plain_stamped_pop),
+            stamped: shared.plain_stamped(!shared.wake_producers),
             shared,
             fast: FastConsumer::default(),
             overflow_batch: VecDeque::new(),
@@ -780,8 +783,7 @@ impl<T: ItemSize> Consumer<T> {
                 // pushing, once more per empty poll: a consumer that keeps up would slow
                 // the producer it waits for. Only the overflow queue and the close need a
                 // look, and both live on lines that producers do not write per push.
-                let shared = &*self.shared;
-                if shared.overflow_queued.load(Ordering::Acquire) == 0 && !shared.producers_gone() {
+                if self.shared.nothing_else_to_pop() {
                     return Err(TryPopError::Empty);
                 }
             }
@@ -802,8 +804,7 @@ impl<T: ItemSize> Consumer<T> {
                 }
                 // As on the SPSC plain path: only the overflow queue and the close need a
                 // look before reporting empty.
-                let shared = &*self.shared;
-                if shared.overflow_queued.load(Ordering::Acquire) == 0 && !shared.producers_gone() {
+                if self.shared.nothing_else_to_pop() {
                     return Err(TryPopError::Empty);
                 }
             }
