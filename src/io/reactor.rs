@@ -592,12 +592,7 @@ impl Reactor {
             }
         }
         match &mut entry.role {
-            Role::Subscriber { inbound, .. } => {
-                let mut received = self.received.drain(..);
-                // A refusal is counted by the ring (its policy) and ends a batch; the rest
-                // goes on, each item meeting the policy. The I/O thread never waits here.
-                while inbound.push_batch(received.by_ref()).error.is_some() {}
-            }
+            Role::Subscriber { inbound, .. } => hand_over(&mut self.received, inbound),
             // A subscriber's data frames reach a publisher only to be counted.
             Role::Publisher { .. } => self.received.clear(),
         }
@@ -913,6 +908,14 @@ impl Reactor {
     }
 }
 
+/// Moves `batch` into a subscriber's inbound ring. A refusal is counted by the ring (its
+/// policy) and ends a `push_batch`; the rest goes on, each item meeting the policy. The
+/// I/O thread never waits here.
+fn hand_over(batch: &mut Vec<Message>, inbound: &mut Producer<Message>) {
+    let mut messages = batch.drain(..);
+    while inbound.push_batch(messages.by_ref()).error.is_some() {}
+}
+
 /// Messages a multicast read gathers before it hands them to the subscriber's ring.
 /// A read goes on until the socket is empty, which can take thousands of messages: the
 /// receiver gets the first of them after this many, not after the whole read.
@@ -930,12 +933,6 @@ fn deliver_to(
 ) {
     let Role::Subscriber { inbound, .. } = &mut entry.role else {
         return;
-    };
-    let hand_over = |batch: &mut Vec<Message>, inbound: &mut Producer<Message>| {
-        let mut messages = batch.drain(..);
-        // A refusal is counted by the ring (its policy) and ends a batch; the rest goes
-        // on, each item meeting the policy.
-        while inbound.push_batch(messages.by_ref()).error.is_some() {}
     };
     let (mut messages, mut bytes) = (0u64, 0u64);
     read(&mut |message: Message| {
