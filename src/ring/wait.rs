@@ -209,28 +209,45 @@ mod tests {
     fn a_parked_waiter_is_woken_by_each_of_its_registrations() {
         let n = Arc::new(Notifier::new());
         let ready = Arc::new(AtomicUsize::new(0));
-        let waiter = {
-            let (n, ready) = (n.clone(), ready.clone());
+        // The round the waiter is in: with it, the notifier below waits for that round's
+        // registration, not a stale one from the round before.
+        let entered = Arc::new(AtomicUsize::new(0));
+        let (done_tx, done_rx) = std::sync::mpsc::channel();
+        {
+            let (n, ready, entered) = (n.clone(), ready.clone(), entered.clone());
+            // Parks without a deadline: a lost wake-up leaves it asleep, and the wait
+            // below reports it (a deadline would wake it and hide the loss).
             std::thread::spawn(move || {
                 for round in 1..=3 {
-                    // A lost wake-up fails here instead of hanging the test.
-                    let deadline = Instant::now() + Duration::from_secs(10);
+                    entered.store(round, Ordering::Release);
                     assert!(
-                        n.wait_until(WaitStrategy::Park, Some(deadline), || {
+                        n.wait_until(WaitStrategy::Park, None, || {
                             ready.load(Ordering::Acquire) >= round
                         }),
                         "round {round} was not woken"
                     );
                 }
-            })
-        };
+                let _ = done_tx.send(());
+            });
+        }
+        // A waiter left asleep stops the rounds too: every wait here ends at one deadline.
+        let deadline = Instant::now() + Duration::from_secs(10);
         for round in 1..=3 {
-            while n.sleepers.load(Ordering::Acquire) == 0 {
+            while entered.load(Ordering::Acquire) != round
+                || n.sleepers.load(Ordering::Acquire) == 0
+            {
+                assert!(
+                    Instant::now() < deadline,
+                    "round {round}: the waiter never parked for it (asleep since an earlier \
+                     round: a lost wake-up)"
+                );
                 std::thread::yield_now();
             }
             ready.store(round, Ordering::Release);
             n.notify();
         }
-        waiter.join().unwrap();
+        done_rx
+            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+            .expect("the waiter was not woken in round 3: a lost wake-up");
     }
 }
