@@ -1,6 +1,7 @@
 //! `volley demo`: each capability run on this machine, its counters printed and checked.
 //! A demo that shows a count that does not add up exits non-zero.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -187,20 +188,42 @@ fn tcp(messages: u64) -> Result<(), String> {
     let topics = ["cpu.load", "mem.free", "disk.io"];
     let start = Instant::now();
     let mut sent_per_topic = [0u64; 3];
-    let drain = |s: &mut Subscriber, slow: bool| {
+    // What each subscriber is sent: topic i % 3 for message i.
+    let expected = |topic: u64| (messages + 2 - topic) / 3;
+    let publisher_done = AtomicBool::new(false);
+    // A reader stops once what it received and what its queue dropped make up what it
+    // was sent. Only what the publisher dropped (counted there) can keep that from
+    // happening: after the publisher is done, five quiet seconds end the wait. A reader
+    // that stopped at a fixed silence instead missed the rest of the stream on a host
+    // that starved the I/O thread for longer than that.
+    let drain = |s: &mut Subscriber, slow: bool, expected: u64| {
         let mut n = 0u64;
-        while let Ok(Some(_)) = s.recv_timeout(Duration::from_millis(1000)) {
-            n += 1;
-            if slow {
-                thread::sleep(Duration::from_micros(50));
+        let mut last = Instant::now();
+        loop {
+            match s.recv_timeout(Duration::from_millis(50)) {
+                Ok(Some(_)) => {
+                    n += 1;
+                    last = Instant::now();
+                    if slow {
+                        thread::sleep(Duration::from_micros(50));
+                    }
+                }
+                Ok(None) => {
+                    let quiet = last.elapsed() > Duration::from_secs(5);
+                    if n + s.stats().dropped >= expected
+                        || (publisher_done.load(Ordering::Acquire) && quiet)
+                    {
+                        return n;
+                    }
+                }
+                Err(_) => return n,
             }
         }
-        n
     };
     let (cpu_got, mem_got, slow_got) = thread::scope(|scope| {
-        let c = scope.spawn(|| drain(&mut cpu, false));
-        let m = scope.spawn(|| drain(&mut mem, false));
-        let s = scope.spawn(|| drain(&mut slow, true));
+        let c = scope.spawn(|| drain(&mut cpu, false, expected(0)));
+        let m = scope.spawn(|| drain(&mut mem, false, expected(1)));
+        let s = scope.spawn(|| drain(&mut slow, true, messages));
         for i in 0..messages {
             let t = (i % 3) as usize;
             sent_per_topic[t] += 1;
@@ -215,6 +238,7 @@ fn tcp(messages: u64) -> Result<(), String> {
             }
         }
         publisher.flush(Duration::from_secs(10));
+        publisher_done.store(true, Ordering::Release);
         Ok((
             c.join().unwrap_or(0),
             m.join().unwrap_or(0),
