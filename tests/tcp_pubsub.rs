@@ -258,6 +258,12 @@ fn stalled_subscriber_fills_its_queue_and_every_policy_accounts_exactly() {
         }
         let dropped = publisher.stats().dropped as usize;
         assert!(dropped > 0, "{policy:?}: 48 MB never filled the queue");
+        // Under Block every drop is a timed-out wait, and the socket shows the waits.
+        let blocked = publisher.stats().blocked as usize;
+        match policy {
+            OverflowPolicy::Block { .. } => assert!(blocked >= dropped, "{blocked}"),
+            _ => assert_eq!(blocked, 0, "{policy:?}"),
+        }
         // Now read everything the publisher can still deliver.
         raw.set_read_timeout(Some(Duration::from_millis(500)))
             .unwrap();

@@ -305,8 +305,10 @@ fn when_every_puller_is_full_drop_newest_drops_and_counts_each_message() {
     assert_eq!(pusher.stats().messages_out as usize, taken);
 }
 
+/// Block between volley sockets: every message arrives exactly once, none dropped at
+/// either end.
 #[test]
-fn block_waits_for_room_at_a_full_peer_and_loses_nothing() {
+fn block_to_volley_pullers_delivers_every_message_once() {
     const N: usize = 5000;
     let ctx = Context::new().unwrap();
     let options = SocketOptions {
@@ -316,7 +318,22 @@ fn block_waits_for_room_at_a_full_peer_and_loses_nothing() {
     };
     let mut pusher = Pusher::with_options(&ctx, options).unwrap();
     let ep = pusher.bind("tcp://127.0.0.1:0").unwrap().to_string();
-    let mut workers = pullers(&ctx, 2, &ep);
+    // The pullers' own queues have a policy of their own (DropNewest: the I/O thread that
+    // fills them never waits), which is not what this test is about: room for every
+    // message keeps them from dropping however late the receiving thread runs. With the
+    // default 1000, a receiving thread that slept through 1000 arrivals on a loaded host
+    // dropped 64 messages there (counted), failing this test.
+    let mut workers: Vec<Puller> = (0..2)
+        .map(|_| {
+            let options = SocketOptions {
+                queue_capacity: N,
+                ..SocketOptions::default()
+            };
+            let mut p = Puller::with_options(&ctx, options).unwrap();
+            p.connect(&ep).unwrap();
+            p
+        })
+        .collect();
     assert!(pusher.wait_for_peers(2, WAIT));
     let receiver = std::thread::spawn(move || {
         let got = drain(&mut workers, N);
@@ -331,9 +348,115 @@ fn block_waits_for_room_at_a_full_peer_and_loses_nothing() {
         ]);
         assert!(pusher.send(m).unwrap());
     }
-    let (got, _workers) = receiver.join().unwrap();
+    let (got, workers) = receiver.join().unwrap();
     exactly_once(&got, 0..N);
     assert_eq!(pusher.stats().dropped, 0);
+    assert!(workers.iter().all(|w| w.stats().dropped == 0));
+}
+
+/// The job number of each message in a ZMTP stream read from a raw PULL peer (after its
+/// greeting; commands skipped), for messages whose first frame is the number.
+fn job_numbers(stream: &[u8]) -> Vec<usize> {
+    use volley::wire::zmtp::{decode_frame, Decoded};
+    let mut rest = stream.get(64..).unwrap_or_default();
+    let mut jobs = Vec::new();
+    let mut first = true;
+    while let Ok(Decoded::Done(frame)) = decode_frame(rest, u64::MAX) {
+        if !frame.header.kind.is_command() {
+            if first {
+                jobs.push(std::str::from_utf8(frame.body).unwrap().parse().unwrap());
+            }
+            first = !frame.header.kind.more();
+        }
+        rest = &rest[frame.header.frame_len()..];
+    }
+    jobs
+}
+
+/// Two PULL peers that read nothing until the pusher has had to wait for room: Block
+/// holds the sender (it stops making progress), and once the peers read, every message
+/// arrives exactly once and nothing was dropped.
+#[test]
+fn block_waits_for_room_at_a_full_peer_and_loses_nothing() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+    // 128 MB: far more than two loopback connections' socket buffers hold.
+    const N: usize = 2000;
+    let ctx = Context::new().unwrap();
+    let options = SocketOptions {
+        queue_capacity: 8,
+        policy: OverflowPolicy::Block { timeout: None },
+        ..SocketOptions::default()
+    };
+    let mut pusher = Pusher::with_options(&ctx, options).unwrap();
+    let ep = pusher.bind("tcp://127.0.0.1:0").unwrap().to_string();
+    let mut raws = [raw_peer(&ep, "PULL"), raw_peer(&ep, "PULL")];
+    assert!(pusher.wait_for_peers(2, WAIT));
+    let sent = Arc::new(AtomicUsize::new(0));
+    let sender = {
+        let sent = sent.clone();
+        std::thread::spawn(move || {
+            let payload = bytes::Bytes::from(vec![5u8; 64 * 1024]);
+            for n in 0..N {
+                let m = Message::new(vec![bytes::Bytes::from(n.to_string()), payload.clone()]);
+                assert!(pusher.send(m).unwrap());
+                sent.store(n + 1, Ordering::Release);
+            }
+            pusher
+        })
+    };
+    // The sender is held once it stops making progress short of N.
+    let deadline = Instant::now() + WAIT;
+    let mut progress = (usize::MAX, Instant::now());
+    loop {
+        std::thread::sleep(Duration::from_millis(20));
+        let now = sent.load(Ordering::Acquire);
+        assert!(
+            now < N,
+            "all {N} messages sent while both peers read nothing"
+        );
+        assert!(Instant::now() < deadline, "the sender never stopped");
+        if now != progress.0 {
+            progress = (now, Instant::now());
+        } else if progress.1.elapsed() >= Duration::from_millis(200) {
+            break;
+        }
+    }
+    let held_at = progress.0;
+
+    let mut streams = [Vec::new(), Vec::new()];
+    for raw in &raws {
+        raw.set_read_timeout(Some(Duration::from_millis(10)))
+            .unwrap();
+    }
+    let mut buf = vec![0u8; 1 << 20];
+    let deadline = Instant::now() + WAIT;
+    while streams.iter().map(|s| count_messages(s)).sum::<usize>() < N {
+        assert!(
+            Instant::now() < deadline,
+            "only {:?} of {N} arrived",
+            streams
+                .iter()
+                .map(|s| count_messages(s))
+                .collect::<Vec<_>>()
+        );
+        for (raw, stream) in raws.iter_mut().zip(&mut streams) {
+            while let Ok(n @ 1..) = raw.read(&mut buf) {
+                stream.extend_from_slice(&buf[..n]);
+            }
+        }
+    }
+    let mut pusher = sender.join().unwrap();
+    let got: Vec<Vec<usize>> = streams.iter().map(|s| job_numbers(s)).collect();
+    exactly_once(&got, 0..N);
+    assert!(got.iter().all(|g| g.windows(2).all(|w| w[0] < w[1])));
+    let stats = pusher.stats();
+    assert_eq!(stats.dropped, 0);
+    // Held once at least, for the 200 ms seen above at least.
+    assert!(
+        stats.blocked > 0 && stats.blocked_time >= Duration::from_millis(200),
+        "held at {held_at} of {N}, but {stats:?}"
+    );
 }
 
 #[test]

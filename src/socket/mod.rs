@@ -223,6 +223,12 @@ pub struct SocketStats {
     pub oversized: u64,
     /// Peers connected (handshake done) now.
     pub peers: u64,
+    /// Sends that waited for room under [`OverflowPolicy::Block`]
+    /// (backpressure), over all queues of the socket, including closed peers'; a
+    /// round-robin send that waited for any peer to have room counts once.
+    pub blocked: u64,
+    /// Time those sends spent waiting.
+    pub blocked_time: std::time::Duration,
 }
 
 /// Counters of one peer connection.
@@ -291,6 +297,8 @@ impl SocketShared {
             protocol_errors: r(&self.protocol_errors),
             oversized: r(&self.oversized),
             peers: self.peer_list.lock().map_or(0, |l| l.len() as u64),
+            blocked: 0,
+            blocked_time: std::time::Duration::ZERO,
         }
     }
 }

@@ -38,6 +38,11 @@ pub struct Publisher {
     peers: Vec<Peer>,
     /// Drops counted by the rings of peers that have gone.
     retired_drops: u64,
+    /// Waits for room (count, time) in the queues of peers that have gone.
+    retired_blocked: (u64, Duration),
+    /// Round-robin sends that waited under Block for any peer to have room (count,
+    /// time): the wait is the handle's own, not a queue's.
+    round_robin_blocked: (u64, Duration),
     /// Messages and bytes sent directly to peers that have gone (see
     /// `Peer::direct_messages`).
     retired_direct: (u64, u64),
@@ -191,6 +196,8 @@ impl Publisher {
             attach,
             peers: Vec::new(),
             retired_drops: 0,
+            retired_blocked: (0, Duration::ZERO),
+            round_robin_blocked: (0, Duration::ZERO),
             retired_direct: (0, 0),
             group_out: (0, 0),
             attached_seen: 0,
@@ -323,18 +330,22 @@ impl Publisher {
         let OverflowPolicy::Block { timeout } = self.options.policy else {
             return false;
         };
-        let deadline = timeout.map(|t| Instant::now() + t);
-        loop {
+        let started = Instant::now();
+        let deadline = timeout.map(|t| started + t);
+        let taken = loop {
             if deadline.is_some_and(|d| Instant::now() >= d) {
                 self.unplaced_drops += 1;
-                return false;
+                break false;
             }
             // The I/O thread drains the rings, and a peer may connect, meanwhile.
             std::thread::sleep(Duration::from_micros(50));
             if let Offer::Taken = self.offer(message) {
-                return true;
+                break true;
             }
-        }
+        };
+        self.round_robin_blocked.0 += 1;
+        self.round_robin_blocked.1 += started.elapsed();
+        taken
     }
 
     /// One pass over the peers in turn, without the overflow policy: the first whose
@@ -477,16 +488,22 @@ impl Publisher {
     fn retire_closed_peers(&mut self) {
         let mut retired = 0;
         let (mut messages, mut bytes) = (0, 0);
+        let mut retired_blocked = (0, Duration::ZERO);
         self.peers.retain(|p| {
             let gone = p.link.queue.is_closed();
             if gone {
-                retired += drops(&p.link.queue.stats());
+                let queue = p.link.queue.stats();
+                retired += drops(&queue);
+                retired_blocked.0 += queue.blocked;
+                retired_blocked.1 += queue.blocked_time;
                 messages += p.direct_messages;
                 bytes += p.direct_bytes;
             }
             !gone
         });
         self.retired_drops += retired;
+        self.retired_blocked.0 += retired_blocked.0;
+        self.retired_blocked.1 += retired_blocked.1;
         self.retired_direct.0 += messages;
         self.retired_direct.1 += bytes;
     }
@@ -578,9 +595,16 @@ impl Publisher {
                 .sum::<u64>();
         s.messages_out += self.retired_direct.0 + self.group_out.0;
         s.bytes_out += self.retired_direct.1 + self.group_out.1;
+        (s.blocked, s.blocked_time) = (
+            self.retired_blocked.0 + self.round_robin_blocked.0,
+            self.retired_blocked.1 + self.round_robin_blocked.1,
+        );
         for p in &self.peers {
             s.messages_out += p.direct_messages;
             s.bytes_out += p.direct_bytes;
+            let queue = p.link.queue.stats();
+            s.blocked += queue.blocked;
+            s.blocked_time += queue.blocked_time;
         }
         s
     }
