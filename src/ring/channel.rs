@@ -403,6 +403,9 @@ fn push_each<T>(
 
 /// Creates a single-producer single-consumer ring holding up to `capacity` items.
 ///
+/// Memory: except under DropOldest, the ring allocates `capacity` rounded up to a power
+/// of two slots (a mask finds a slot); it still holds `capacity` items at most.
+///
 /// # Panics
 /// If `capacity` is 0.
 pub fn spsc<T: ItemSize>(capacity: usize, config: RingConfig) -> (Producer<T>, Consumer<T>) {
