@@ -574,6 +574,7 @@ impl Reactor {
                                 io: conn.io.clone(),
                                 peer: conn.peer.clone(),
                             });
+                            entry.shared.attached.fetch_add(1, Ordering::Release);
                         }
                         Role::Subscriber { direct: None, .. } => {}
                     }

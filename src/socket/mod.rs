@@ -260,8 +260,9 @@ pub(crate) struct SocketShared {
     pub(crate) oversized: AtomicU64,
     /// The connected peers, kept by the I/O thread (added at READY, removed at close).
     pub(crate) peer_list: Mutex<Vec<Arc<PeerShared>>>,
-    /// Bumped by the I/O thread after it sent a publisher a new peer: a send looks at
-    /// the channel only when this moved (one load instead of a channel poll).
+    /// Bumped by the I/O thread after it sent a publisher a new peer, or a busy-polling
+    /// subscriber a connection to read: the handle looks at the channel only when this
+    /// moved (one load instead of a channel poll per send or per poll).
     pub(crate) attached: AtomicU64,
 }
 

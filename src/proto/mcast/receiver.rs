@@ -509,6 +509,14 @@ impl Session {
                 self.next_msg = data.msg_seq;
             }
             self.partial = None;
+            if data.count == 1 {
+                if data.msg_seq >= self.next_msg {
+                    let len = PackedMessages::new(&payload).next().map_or(0, <[u8]>::len);
+                    self.deliver_only(payload, len, ctx);
+                    self.next_msg = data.msg_seq.saturating_add(1);
+                }
+                return;
+            }
             let mut number = data.msg_seq;
             let mut at = 0usize;
             for encoded in PackedMessages::new(&payload) {
@@ -583,6 +591,33 @@ impl Session {
         self.next_msg = self.next_msg.saturating_add(1);
     }
 
+    /// As [`deliver`](Self::deliver) for a datagram's only message, the first `len`
+    /// bytes of `bytes`: its last frame is `bytes` itself, cut down, not a slice of it,
+    /// which saves a reference count taken and one dropped (two atomic instructions) on
+    /// every datagram of a latency-bound stream.
+    fn deliver_only(&mut self, mut bytes: Bytes, len: usize, ctx: &mut Ctx<'_>) {
+        let frames = MessageFrames::new(&bytes[..len]).count();
+        let mut size = 0u64;
+        let mut message = Message::default();
+        let mut last = None;
+        for (i, (start, frame_len)) in MessageFrames::new(&bytes[..len]).enumerate() {
+            size += frame_len as u64;
+            if i + 1 == frames {
+                last = Some((start, frame_len));
+            } else {
+                message.push_frame(bytes.slice(start..start + frame_len));
+            }
+        }
+        if let Some((start, frame_len)) = last {
+            bytes.truncate(start + frame_len);
+            bytes::Buf::advance(&mut bytes, start);
+            message.push_frame(bytes);
+        }
+        self.stats.delivered_messages += 1;
+        self.stats.delivered_bytes += size;
+        ctx.messages.push_back((self.id, message));
+    }
+
     fn deliver(&mut self, bytes: &Bytes, at: usize, len: usize, ctx: &mut Ctx<'_>) {
         let encoded = &bytes[at..at + len];
         let mut size = 0u64;
@@ -615,6 +650,15 @@ impl Session {
             } else {
                 self.stats.duplicate_datagrams += 1;
             }
+            return;
+        }
+        if data.seq == self.next_seq && self.window.is_empty() {
+            // In order with nothing held back, the common case: consumed at once, as
+            // `advance` would after a trip through the window (a push and a pop of a
+            // slot several words wide, on every datagram of a clean stream).
+            self.next_seq = self.next_seq.saturating_add(1);
+            self.consume(Received { data, payload }, ctx);
+            self.apply_lead();
             return;
         }
         let index = self.slot_for(data.seq, true, ctx);
