@@ -151,3 +151,32 @@ fn periodic_thread_reports_until_stopped() {
         "several periodic reports expected: {got:?}"
     );
 }
+
+/// Waits under Block show as the change in `blocked` and in `blocked_ms`.
+#[test]
+fn blocked_sends_are_reported_with_their_time() {
+    let (daemon, client) = daemon();
+    let mut reporter = SocketStatsReporter::new(client.clone(), "volley.");
+    let mut stats = volley::socket::SocketStats {
+        blocked: 3,
+        blocked_time: Duration::from_millis(250),
+        ..Default::default()
+    };
+    reporter.report("push", &stats).unwrap();
+    stats.blocked = 5;
+    stats.blocked_time = Duration::from_millis(400);
+    reporter.report("push", &stats).unwrap();
+    client.flush().unwrap();
+    let got = lines(&daemon);
+    for expected in [
+        "volley.push.blocked:3|c",
+        "volley.push.blocked_ms:250|c",
+        "volley.push.blocked:2|c",
+        "volley.push.blocked_ms:150|c",
+    ] {
+        assert!(
+            got.iter().any(|l| l == expected),
+            "{expected} not in {got:?}"
+        );
+    }
+}

@@ -16,7 +16,8 @@ use crate::socket::{Publisher, SocketStats, Subscriber};
 
 /// Sends sockets' [`SocketStats`] as metrics named `PREFIX.SOCKET.FIELD`:
 /// counters `messages_out bytes_out messages_in bytes_in dropped reconnects
-/// protocol_errors oversized`, gauges `peers`, `queue_depth` (and `queue_depth_max` over
+/// protocol_errors oversized blocked blocked_ms` (sends that waited under Block, and
+/// their time in milliseconds), gauges `peers`, `queue_depth` (and `queue_depth_max` over
 /// a publisher's peers).
 ///
 /// ```no_run
@@ -101,6 +102,12 @@ impl SocketStatsReporter {
                 before.protocol_errors,
             ),
             ("oversized", stats.oversized, before.oversized),
+            ("blocked", stats.blocked, before.blocked),
+            (
+                "blocked_ms",
+                stats.blocked_time.as_millis() as u64,
+                before.blocked_time.as_millis() as u64,
+            ),
         ];
         let mut result = Ok(());
         for (field, now, then) in pairs {
