@@ -38,11 +38,10 @@ pub struct Publisher {
     peers: Vec<Peer>,
     /// Drops counted by the rings of peers that have gone.
     retired_drops: u64,
-    /// Waits for room (count, time) in the queues of peers that have gone.
-    retired_blocked: (u64, Duration),
-    /// Round-robin sends that waited under Block for any peer to have room (count,
-    /// time): the wait is the handle's own, not a queue's.
-    round_robin_blocked: (u64, Duration),
+    /// Waits for room under Block (count, time) that no live peer's queue counts: those
+    /// of peers that have gone, and round-robin sends that waited for any peer to have
+    /// room (that wait is the handle's own, not a queue's).
+    blocked_elsewhere: (u64, Duration),
     /// Messages and bytes sent directly to peers that have gone (see
     /// `Peer::direct_messages`).
     retired_direct: (u64, u64),
@@ -196,8 +195,7 @@ impl Publisher {
             attach,
             peers: Vec::new(),
             retired_drops: 0,
-            retired_blocked: (0, Duration::ZERO),
-            round_robin_blocked: (0, Duration::ZERO),
+            blocked_elsewhere: (0, Duration::ZERO),
             retired_direct: (0, 0),
             group_out: (0, 0),
             attached_seen: 0,
@@ -343,8 +341,8 @@ impl Publisher {
                 break true;
             }
         };
-        self.round_robin_blocked.0 += 1;
-        self.round_robin_blocked.1 += started.elapsed();
+        self.blocked_elsewhere.0 += 1;
+        self.blocked_elsewhere.1 += started.elapsed();
         taken
     }
 
@@ -488,22 +486,20 @@ impl Publisher {
     fn retire_closed_peers(&mut self) {
         let mut retired = 0;
         let (mut messages, mut bytes) = (0, 0);
-        let mut retired_blocked = (0, Duration::ZERO);
+        let blocked = &mut self.blocked_elsewhere;
         self.peers.retain(|p| {
             let gone = p.link.queue.is_closed();
             if gone {
                 let queue = p.link.queue.stats();
                 retired += drops(&queue);
-                retired_blocked.0 += queue.blocked;
-                retired_blocked.1 += queue.blocked_time;
+                blocked.0 += queue.blocked;
+                blocked.1 += queue.blocked_time;
                 messages += p.direct_messages;
                 bytes += p.direct_bytes;
             }
             !gone
         });
         self.retired_drops += retired;
-        self.retired_blocked.0 += retired_blocked.0;
-        self.retired_blocked.1 += retired_blocked.1;
         self.retired_direct.0 += messages;
         self.retired_direct.1 += bytes;
     }
@@ -586,25 +582,17 @@ impl Publisher {
     pub fn stats(&mut self) -> SocketStats {
         self.attach_new_peers();
         let mut s = self.handle.shared.stats();
-        s.dropped = self.retired_drops
-            + self.unplaced_drops
-            + self
-                .peers
-                .iter()
-                .map(|p| drops(&p.link.queue.stats()))
-                .sum::<u64>();
+        s.dropped = self.retired_drops + self.unplaced_drops;
         s.messages_out += self.retired_direct.0 + self.group_out.0;
         s.bytes_out += self.retired_direct.1 + self.group_out.1;
-        (s.blocked, s.blocked_time) = (
-            self.retired_blocked.0 + self.round_robin_blocked.0,
-            self.retired_blocked.1 + self.round_robin_blocked.1,
-        );
+        (s.blocked, s.blocked_time) = self.blocked_elsewhere;
         for p in &self.peers {
-            s.messages_out += p.direct_messages;
-            s.bytes_out += p.direct_bytes;
             let queue = p.link.queue.stats();
+            s.dropped += drops(&queue);
             s.blocked += queue.blocked;
             s.blocked_time += queue.blocked_time;
+            s.messages_out += p.direct_messages;
+            s.bytes_out += p.direct_bytes;
         }
         s
     }

@@ -220,8 +220,9 @@ impl Subscriber {
     /// Reads the TCP/IPC connections the I/O thread handed over, like the groups.
     fn read_conns(&mut self, clock: &mut LazyNow, limit: usize) {
         if let Some(handed_over) = &self.handed_over {
-            // A channel poll on every poll of the groups cost about 60 instructions; the
-            // I/O thread bumps the counter after each hand-over.
+            // A channel poll on every poll of the groups cost about 70 instructions
+            // (callgrind: 1.3 M over 18,781 polls); the I/O thread bumps the counter
+            // after each hand-over.
             let attached = self.handle.shared.attached.load(Ordering::Acquire);
             if attached != self.attached_seen {
                 self.attached_seen = attached;

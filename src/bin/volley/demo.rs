@@ -187,9 +187,8 @@ fn tcp(messages: u64) -> Result<(), String> {
 
     let topics = ["cpu.load", "mem.free", "disk.io"];
     let start = Instant::now();
-    let mut sent_per_topic = [0u64; 3];
-    // What each subscriber is sent: topic i % 3 for message i.
-    let expected = |topic: u64| (messages + 2 - topic) / 3;
+    // What each topic is sent: message i goes out on topic i % 3.
+    let sent_per_topic: [u64; 3] = std::array::from_fn(|t| (messages + 2 - t as u64) / 3);
     let publisher_done = AtomicBool::new(false);
     // A reader stops once what it received and what its queue dropped make up what it
     // was sent. Only what the publisher dropped (counted there) can keep that from
@@ -221,12 +220,11 @@ fn tcp(messages: u64) -> Result<(), String> {
         }
     };
     let (cpu_got, mem_got, slow_got) = thread::scope(|scope| {
-        let c = scope.spawn(|| drain(&mut cpu, false, expected(0)));
-        let m = scope.spawn(|| drain(&mut mem, false, expected(1)));
+        let c = scope.spawn(|| drain(&mut cpu, false, sent_per_topic[0]));
+        let m = scope.spawn(|| drain(&mut mem, false, sent_per_topic[1]));
         let s = scope.spawn(|| drain(&mut slow, true, messages));
         for i in 0..messages {
             let t = (i % 3) as usize;
-            sent_per_topic[t] += 1;
             let payload = format!("{i}");
             // Pace to ~300k msgs/s so the demo shows policy drops only where the
             // slow subscriber is, not in the fast ones' socket buffers.
