@@ -11,7 +11,7 @@ use volley::socket::{Message, Publisher, Puller, Pusher, RecvMode, SocketOptions
 
 #[path = "support/zmtp_peer.rs"]
 mod zmtp_peer;
-use zmtp_peer::{count_messages, raw_peer};
+use zmtp_peer::{count_messages, first_frames, raw_peer};
 
 const WAIT: Duration = Duration::from_secs(10);
 
@@ -67,21 +67,51 @@ fn exactly_once(got: &[Vec<usize>], jobs: std::ops::Range<usize>) {
 }
 
 fn pullers(ctx: &Context, n: usize, endpoint: &str) -> Vec<Puller> {
-    pullers_with(ctx, n, endpoint, RecvMode::Blocking)
+    pullers_with(ctx, n, endpoint, SocketOptions::default())
 }
 
-fn pullers_with(ctx: &Context, n: usize, endpoint: &str, recv_mode: RecvMode) -> Vec<Puller> {
+fn pullers_with(ctx: &Context, n: usize, endpoint: &str, options: SocketOptions) -> Vec<Puller> {
     (0..n)
         .map(|_| {
-            let options = SocketOptions {
-                recv_mode,
-                ..SocketOptions::default()
-            };
-            let mut p = Puller::with_options(ctx, options).unwrap();
+            let mut p = Puller::with_options(ctx, options.clone()).unwrap();
             p.connect(endpoint).unwrap();
             p
         })
         .collect()
+}
+
+/// Reads what the raw peers have, each into its own stream, until `done` says so;
+/// fails after `WAIT`, showing how many messages each stream holds.
+#[track_caller]
+fn read_raw_until(
+    raws: &mut [std::net::TcpStream],
+    mut done: impl FnMut(&[Vec<u8>]) -> bool,
+) -> Vec<Vec<u8>> {
+    let mut streams = vec![Vec::new(); raws.len()];
+    for raw in raws.iter() {
+        raw.set_read_timeout(Some(Duration::from_millis(10)))
+            .unwrap();
+    }
+    let mut buf = vec![0u8; 1 << 20];
+    let deadline = Instant::now() + WAIT;
+    loop {
+        for (raw, stream) in raws.iter_mut().zip(&mut streams) {
+            while let Ok(n @ 1..) = raw.read(&mut buf) {
+                stream.extend_from_slice(&buf[..n]);
+            }
+        }
+        if done(&streams) {
+            return streams;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "messages arrived: {:?}",
+            streams
+                .iter()
+                .map(|s| count_messages(s))
+                .collect::<Vec<_>>()
+        );
+    }
 }
 
 #[test]
@@ -96,7 +126,11 @@ fn share_the_load(mode: RecvMode) {
     let ctx = Context::new().unwrap();
     let mut pusher = Pusher::with_options(&ctx, SocketOptions::default()).unwrap();
     let ep = pusher.bind("tcp://127.0.0.1:0").unwrap().to_string();
-    let mut workers = pullers_with(&ctx, 2, &ep, mode);
+    let options = SocketOptions {
+        recv_mode: mode,
+        ..SocketOptions::default()
+    };
+    let mut workers = pullers_with(&ctx, 2, &ep, options);
     assert!(pusher.wait_for_peers(2, WAIT));
     for n in 0..N {
         assert!(pusher.send(job(n)).unwrap(), "job {n} was not taken");
@@ -273,28 +307,10 @@ fn when_every_puller_is_full_drop_newest_drops_and_counts_each_message() {
     assert!(queues.iter().all(|q| q.dropped_newest > 0), "{queues:?}");
 
     // Now read everything the pusher can still deliver, from both.
-    let mut streams = [Vec::new(), Vec::new()];
-    for raw in &raws {
-        raw.set_read_timeout(Some(Duration::from_millis(20)))
-            .unwrap();
-    }
-    let mut buf = vec![0u8; 1 << 20];
-    let deadline = Instant::now() + WAIT;
-    loop {
-        for (raw, stream) in raws.iter_mut().zip(&mut streams) {
-            while let Ok(n @ 1..) = raw.read(&mut buf) {
-                stream.extend_from_slice(&buf[..n]);
-            }
-        }
+    let streams = read_raw_until(&mut raws, |streams| {
         let delivered: usize = streams.iter().map(|s| count_messages(s)).sum();
-        if delivered + dropped >= N && pusher.flush(Duration::from_millis(1)) {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "delivered {delivered} + dropped {dropped} of {N}"
-        );
-    }
+        delivered + dropped >= N && pusher.flush(Duration::from_millis(1))
+    });
     let delivered: Vec<usize> = streams.iter().map(|s| count_messages(s)).collect();
     assert!(delivered.iter().all(|&d| d > 0), "{delivered:?}");
     assert_eq!(
@@ -323,17 +339,11 @@ fn block_to_volley_pullers_delivers_every_message_once() {
     // message keeps them from dropping however late the receiving thread runs. With the
     // default 1000, a receiving thread that slept through 1000 arrivals on a loaded host
     // dropped 64 messages there (counted), failing this test.
-    let mut workers: Vec<Puller> = (0..2)
-        .map(|_| {
-            let options = SocketOptions {
-                queue_capacity: N,
-                ..SocketOptions::default()
-            };
-            let mut p = Puller::with_options(&ctx, options).unwrap();
-            p.connect(&ep).unwrap();
-            p
-        })
-        .collect();
+    let room = SocketOptions {
+        queue_capacity: N,
+        ..SocketOptions::default()
+    };
+    let mut workers = pullers_with(&ctx, 2, &ep, room);
     assert!(pusher.wait_for_peers(2, WAIT));
     let receiver = std::thread::spawn(move || {
         let got = drain(&mut workers, N);
@@ -354,23 +364,13 @@ fn block_to_volley_pullers_delivers_every_message_once() {
     assert!(workers.iter().all(|w| w.stats().dropped == 0));
 }
 
-/// The job number of each message in a ZMTP stream read from a raw PULL peer (after its
-/// greeting; commands skipped), for messages whose first frame is the number.
+/// The job number of each message in a ZMTP stream read from a raw PULL peer, for
+/// messages whose first frame is the number.
 fn job_numbers(stream: &[u8]) -> Vec<usize> {
-    use volley::wire::zmtp::{decode_frame, Decoded};
-    let mut rest = stream.get(64..).unwrap_or_default();
-    let mut jobs = Vec::new();
-    let mut first = true;
-    while let Ok(Decoded::Done(frame)) = decode_frame(rest, u64::MAX) {
-        if !frame.header.kind.is_command() {
-            if first {
-                jobs.push(std::str::from_utf8(frame.body).unwrap().parse().unwrap());
-            }
-            first = !frame.header.kind.more();
-        }
-        rest = &rest[frame.header.frame_len()..];
-    }
-    jobs
+    first_frames(stream)
+        .into_iter()
+        .map(|f| std::str::from_utf8(f).unwrap().parse().unwrap())
+        .collect()
 }
 
 /// Two PULL peers that read nothing until the pusher has had to wait for room: Block
@@ -424,28 +424,9 @@ fn block_waits_for_room_at_a_full_peer_and_loses_nothing() {
     }
     let held_at = progress.0;
 
-    let mut streams = [Vec::new(), Vec::new()];
-    for raw in &raws {
-        raw.set_read_timeout(Some(Duration::from_millis(10)))
-            .unwrap();
-    }
-    let mut buf = vec![0u8; 1 << 20];
-    let deadline = Instant::now() + WAIT;
-    while streams.iter().map(|s| count_messages(s)).sum::<usize>() < N {
-        assert!(
-            Instant::now() < deadline,
-            "only {:?} of {N} arrived",
-            streams
-                .iter()
-                .map(|s| count_messages(s))
-                .collect::<Vec<_>>()
-        );
-        for (raw, stream) in raws.iter_mut().zip(&mut streams) {
-            while let Ok(n @ 1..) = raw.read(&mut buf) {
-                stream.extend_from_slice(&buf[..n]);
-            }
-        }
-    }
+    let streams = read_raw_until(&mut raws, |streams| {
+        streams.iter().map(|s| count_messages(s)).sum::<usize>() >= N
+    });
     let mut pusher = sender.join().unwrap();
     let got: Vec<Vec<usize>> = streams.iter().map(|s| job_numbers(s)).collect();
     exactly_once(&got, 0..N);

@@ -26,16 +26,27 @@ pub fn raw_peer(addr: &str, socket_type: &str) -> TcpStream {
     s
 }
 
-/// Counts the complete messages in a ZMTP byte stream after its 64-byte greeting.
-pub fn count_messages(stream: &[u8]) -> usize {
+/// The first frame of each complete message in a ZMTP byte stream after its 64-byte
+/// greeting (commands skipped).
+pub fn first_frames(stream: &[u8]) -> Vec<&[u8]> {
     use volley::wire::zmtp::{decode_frame, Decoded};
     let mut rest = stream.get(64..).unwrap_or_default();
-    let mut messages = 0;
+    let mut firsts = Vec::new();
+    let mut first = None;
     while let Ok(Decoded::Done(frame)) = decode_frame(rest, u64::MAX) {
-        if !frame.header.kind.is_command() && !frame.header.kind.more() {
-            messages += 1;
+        if !frame.header.kind.is_command() {
+            let body = *first.get_or_insert(frame.body);
+            if !frame.header.kind.more() {
+                firsts.push(body);
+                first = None;
+            }
         }
         rest = &rest[frame.header.frame_len()..];
     }
-    messages
+    firsts
+}
+
+/// Counts the complete messages in a ZMTP byte stream after its 64-byte greeting.
+pub fn count_messages(stream: &[u8]) -> usize {
+    first_frames(stream).len()
 }
