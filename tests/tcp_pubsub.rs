@@ -214,11 +214,15 @@ fn bad_endpoints_are_refused_with_a_reason() {
         other.bind(&taken),
         Err(volley::socket::Error::Io(_))
     ));
-    let blocking_sub = SocketOptions {
-        policy: OverflowPolicy::Block { timeout: None },
+    // Block at a receiver holds its senders back for as long as it takes; a timeout
+    // there would have nothing to time.
+    let timed_block_sub = SocketOptions {
+        policy: OverflowPolicy::Block {
+            timeout: Some(Duration::from_secs(1)),
+        },
         ..SocketOptions::default()
     };
-    assert!(Subscriber::with_options(&ctx, blocking_sub).is_err());
+    assert!(Subscriber::with_options(&ctx, timed_block_sub).is_err());
 }
 
 /// A subscriber that stops reading: the publisher's queue for it fills, and its
@@ -623,4 +627,67 @@ fn the_tail_of_a_sustained_burst_is_written_without_a_further_send() {
         let s = publisher.stats();
         assert_eq!((s.messages_out, s.dropped), (total as u64, 0));
     }
+}
+
+/// Block at a subscriber: it drops nothing; its full queue pauses reading, and the
+/// publisher's own policy (DropNewest) drops for that peer, counted. Every message is
+/// either received, in order, or counted at the publisher.
+#[test]
+fn a_subscriber_under_block_leaves_the_drops_to_the_publisher() {
+    const N: usize = 10_000;
+    let ctx = Context::new().unwrap();
+    let mut publisher = Publisher::with_options(
+        &ctx,
+        SocketOptions {
+            queue_capacity: 100,
+            ..SocketOptions::default()
+        },
+    )
+    .unwrap();
+    let ep = publisher.bind("tcp://127.0.0.1:0").unwrap().to_string();
+    let mut sub = Subscriber::with_options(
+        &ctx,
+        SocketOptions {
+            queue_capacity: 16,
+            policy: OverflowPolicy::Block { timeout: None },
+            ..SocketOptions::default()
+        },
+    )
+    .unwrap();
+    sub.connect(&ep).unwrap();
+    sub.subscribe("").unwrap();
+    assert!(publisher.wait_for_subscribers(1, WAIT));
+    let payload = bytes::Bytes::from(vec![1u8; 4096]);
+    for i in 0..N {
+        let m = Message::new(vec![
+            bytes::Bytes::from_static(b"t"),
+            bytes::Bytes::from(i.to_string()),
+            payload.clone(),
+        ]);
+        publisher.send(m).unwrap();
+    }
+    let dropped_at_publisher = publisher.stats().dropped as usize;
+    assert!(
+        dropped_at_publisher > 0,
+        "40 MB fitted the buffers: nothing was held back"
+    );
+    let mut got = Vec::new();
+    while got.len() + dropped_at_publisher < N {
+        let m = recv(&mut sub);
+        got.push(
+            std::str::from_utf8(&m.frames()[1])
+                .unwrap()
+                .parse::<usize>()
+                .unwrap(),
+        );
+    }
+    nothing_more(&mut sub);
+    assert!(
+        got.windows(2).all(|w| w[0] < w[1]),
+        "out of order or repeated"
+    );
+    let s = sub.stats();
+    assert_eq!(s.dropped, 0);
+    assert!(s.blocked >= 1, "the subscriber never paused: {s:?}");
+    assert_eq!(publisher.stats().dropped as usize, dropped_at_publisher);
 }

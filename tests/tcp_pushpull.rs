@@ -650,3 +650,153 @@ fn block_with_a_timeout_drops_and_counts_when_every_puller_stays_full() {
     assert_eq!(refused, 3, "12 MB never filled the stalled peer");
     assert_eq!(pusher.stats().dropped, 3);
 }
+
+/// Block at the puller: its full queue pauses reading, TCP's flow control fills up, and
+/// the pusher (Block too) waits. Everything arrives once, in order, and nothing is dropped
+/// anywhere; both ends show the wait in their stats.
+#[test]
+fn a_puller_under_block_holds_its_pusher_back_and_loses_nothing() {
+    hold_back(RecvMode::Blocking);
+}
+
+/// The same with a busy-polling puller, which reads its connection itself: the I/O
+/// thread, which would otherwise read it when the application is elsewhere, leaves it
+/// alone, and the puller's reads pace the pusher.
+#[test]
+fn a_busy_polling_puller_under_block_holds_its_pusher_back_and_loses_nothing() {
+    hold_back(RecvMode::BusyPoll);
+}
+
+#[track_caller]
+fn hold_back(recv_mode: RecvMode) {
+    // 40 MB: well past what the connection's kernel buffers and the pusher's session
+    // can hold while the receiving thread sleeps, so the pusher has to wait.
+    const N: usize = 10_000;
+    let ctx = Context::new().unwrap();
+    let block = SocketOptions {
+        queue_capacity: 16,
+        policy: OverflowPolicy::Block { timeout: None },
+        ..SocketOptions::default()
+    };
+    let mut puller = Puller::with_options(
+        &ctx,
+        SocketOptions {
+            recv_mode,
+            ..block.clone()
+        },
+    )
+    .unwrap();
+    let ep = puller.bind("tcp://127.0.0.1:0").unwrap().to_string();
+    let mut pusher = Pusher::with_options(&ctx, block).unwrap();
+    pusher.connect(&ep).unwrap();
+    assert!(pusher.wait_for_peers(1, WAIT));
+    let sender = std::thread::spawn(move || {
+        let payload = bytes::Bytes::from(vec![7u8; 4096]);
+        for n in 0..N {
+            let m = Message::new(vec![
+                bytes::Bytes::from_static(b"job"),
+                bytes::Bytes::from(n.to_string()),
+                payload.clone(),
+            ]);
+            assert!(pusher.send(m).unwrap(), "job {n} was not sent");
+        }
+        pusher
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    let mut got = Vec::with_capacity(N);
+    while got.len() < N {
+        match puller.recv_timeout(WAIT).unwrap() {
+            Some(m) => got.push(job_number(&m)),
+            None => panic!("only {} of {N} arrived", got.len()),
+        }
+    }
+    let mut pusher = sender.join().unwrap();
+    assert_eq!(got, (0..N).collect::<Vec<_>>());
+    let (sent, taken) = (pusher.stats(), puller.stats());
+    assert_eq!((sent.dropped, taken.dropped), (0, 0));
+    if recv_mode == RecvMode::Blocking {
+        assert!(
+            taken.blocked >= 1 && taken.blocked_time > Duration::ZERO,
+            "the puller never paused: {taken:?}"
+        );
+    }
+    assert!(sent.blocked >= 1, "the pusher never waited: {sent:?}");
+    nothing_more(&mut [puller]);
+}
+
+/// Two pushers into one paused puller: each one's jobs arrive complete and in order, the
+/// paused reads taking turns, so neither is starved.
+#[test]
+fn a_puller_under_block_takes_from_every_pusher_in_turn() {
+    const N: usize = 3000;
+    let ctx = Context::new().unwrap();
+    let block = SocketOptions {
+        queue_capacity: 8,
+        policy: OverflowPolicy::Block { timeout: None },
+        ..SocketOptions::default()
+    };
+    let mut puller = Puller::with_options(&ctx, block.clone()).unwrap();
+    let ep = puller.bind("tcp://127.0.0.1:0").unwrap().to_string();
+    let senders: Vec<_> = (0..2)
+        .map(|who| {
+            let mut pusher = Pusher::with_options(&ctx, block.clone()).unwrap();
+            pusher.connect(&ep).unwrap();
+            assert!(pusher.wait_for_peers(1, WAIT));
+            std::thread::spawn(move || {
+                let payload = bytes::Bytes::from(vec![who as u8; 4096]);
+                for n in 0..N {
+                    let m = Message::new(vec![
+                        bytes::Bytes::from(who.to_string()),
+                        bytes::Bytes::from(n.to_string()),
+                        payload.clone(),
+                    ]);
+                    assert!(pusher.send(m).unwrap());
+                }
+                pusher
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(200));
+    let mut got = [Vec::new(), Vec::new()];
+    while got[0].len() + got[1].len() < 2 * N {
+        let m = puller
+            .recv_timeout(WAIT)
+            .unwrap()
+            .unwrap_or_else(|| panic!("only {} and {} arrived", got[0].len(), got[1].len()));
+        let who: usize = std::str::from_utf8(&m.frames()[0])
+            .unwrap()
+            .parse()
+            .unwrap();
+        got[who].push(job_number(&m));
+    }
+    for s in senders {
+        assert_eq!(s.join().unwrap().stats().dropped, 0);
+    }
+    for g in &got {
+        assert_eq!(*g, (0..N).collect::<Vec<_>>());
+    }
+    assert_eq!(puller.stats().dropped, 0);
+}
+
+#[test]
+fn a_receiving_socket_refuses_a_block_timeout_and_multicast_under_block() {
+    let ctx = Context::new().unwrap();
+    let timed = SocketOptions {
+        policy: OverflowPolicy::Block {
+            timeout: Some(Duration::from_millis(5)),
+        },
+        ..SocketOptions::default()
+    };
+    let err = Puller::with_options(&ctx, timed.clone()).unwrap_err();
+    assert!(err.to_string().contains("timeout: None"), "{err}");
+    assert!(Subscriber::with_options(&ctx, timed).is_err());
+    let block = SocketOptions {
+        policy: OverflowPolicy::Block { timeout: None },
+        ..SocketOptions::default()
+    };
+    let mut sub = Subscriber::with_options(&ctx, block).unwrap();
+    let err = sub
+        .bind("udp://239.255.7.9:47219?iface=127.0.0.1")
+        .unwrap_err();
+    assert!(err.to_string().contains("multicast"), "{err}");
+}

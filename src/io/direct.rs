@@ -39,6 +39,11 @@ pub(crate) struct ConnIo {
     /// and only reads it when the user thread has not for [`USER_READ_IDLE`] (so a PING
     /// is answered and a closed peer noticed while the application is elsewhere).
     pub(crate) read_by_user: bool,
+    /// Read by a user thread whose socket is under Block: its reads, made only when the
+    /// application wants messages, are the socket's backpressure, so the I/O thread
+    /// never reads it in the user thread's place (it would have to hold what it read
+    /// while the user thread reads newer bytes past it).
+    pub(crate) paced_by_user: bool,
     /// When the connection was last read.
     pub(crate) last_read: Instant,
     /// When a user thread last sent on it directly (publishers).

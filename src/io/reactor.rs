@@ -1,8 +1,8 @@
 //! The I/O thread's loop: readiness in, session calls, bytes out.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::io;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{fence, AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -18,7 +18,7 @@ use super::direct::USER_READ_IDLE;
 use super::stream::{ConnectTarget, Listener, Stream, READ_CHUNK};
 use super::{lock, Command, ConnIo, DirectConn, Member, PeerLink, Role, SocketId, WAKER_TOKEN};
 use crate::proto::zmtp::{Event, Heartbeat, Message, Session, SessionConfig, SessionError};
-use crate::ring::{spsc_polled, Consumer, Producer, RingConfig};
+use crate::ring::{spsc_polled, Consumer, OverflowPolicy, Producer, RingConfig};
 use crate::socket::{Endpoint, PeerShared, SocketOptions, SocketShared};
 use crate::wire::zmtp::SocketType;
 use std::sync::Mutex;
@@ -40,9 +40,57 @@ struct SocketEntry {
     shared: Arc<SocketShared>,
     /// A subscriber's prefixes, repeated as often as subscribed (they are counted).
     subscriptions: Vec<Bytes>,
+    /// A receiving socket under Block: messages read for which its queue had no room,
+    /// oldest first. While any are held, none of its connections is read.
+    held: VecDeque<Message>,
+    /// When the current pause began.
+    paused_at: Option<Instant>,
 }
 
 impl SocketEntry {
+    /// A receiving socket whose full queue holds its peers back instead of dropping.
+    fn pushes_back(&self) -> bool {
+        matches!(self.role, Role::Subscriber { .. })
+            && matches!(self.options.policy, OverflowPolicy::Block { .. })
+    }
+
+    /// Moves held messages into the queue as far as it has room; true when none is left
+    /// held (reading may go on).
+    fn offer_held(&mut self, now: Instant) -> bool {
+        let Role::Subscriber { inbound, .. } = &mut self.role else {
+            return true;
+        };
+        if self.held.is_empty() {
+            return true;
+        }
+        // The flag goes up before the look for room, and the receiver looks at it after
+        // it took messages (`Subscriber::room_made`), each behind a full fence: either
+        // this look sees the room the receiver made, or the receiver sees the flag and
+        // kicks this thread to look again. No pause outlives a queue with room.
+        self.shared.read_paused.store(true, Ordering::SeqCst);
+        fence(Ordering::SeqCst);
+        // The consumer only ever frees room, so pushing this many never meets a full
+        // ring (whose DropNewest would drop and count).
+        let room = self.options.queue_capacity.saturating_sub(inbound.len());
+        let n = room.min(self.held.len());
+        let mut offered = self.held.drain(..n);
+        while inbound.push_batch(offered.by_ref()).error.is_some() {}
+        drop(offered);
+        if self.held.is_empty() {
+            self.shared.read_paused.store(false, Ordering::SeqCst);
+            if let Some(at) = self.paused_at.take() {
+                let nanos = now.saturating_duration_since(at).as_nanos();
+                self.shared.read_pauses.fetch_add(1, Ordering::Relaxed);
+                self.shared
+                    .read_paused_nanos
+                    .fetch_add(u64::try_from(nanos).unwrap_or(u64::MAX), Ordering::Relaxed);
+            }
+            true
+        } else {
+            self.paused_at.get_or_insert(now);
+            false
+        }
+    }
     fn session_config(&self) -> SessionConfig {
         let mut c = SessionConfig::new(self.socket_type);
         c.max_message_size = self.options.max_message_size;
@@ -109,6 +157,8 @@ pub(crate) struct Reactor {
     /// Messages of one read, pushed into the subscriber's ring together: one hand-off
     /// (and at most one wake-up of a parked receiver) per read, not per message.
     received: Vec<Message>,
+    /// Turns through the connections `resume_reading` reads first.
+    resume_turn: usize,
 }
 
 impl Reactor {
@@ -127,6 +177,7 @@ impl Reactor {
             due: Vec::new(),
             due_dialers: Vec::new(),
             received: Vec::new(),
+            resume_turn: 0,
         }
     }
 
@@ -170,6 +221,7 @@ impl Reactor {
             if self.kicked.swap(false, Ordering::AcqRel) {
                 self.close_failed(now);
                 self.service_all_outbound(now);
+                self.resume_reading(now);
             }
             self.handle_timers(now);
         }
@@ -188,7 +240,8 @@ impl Reactor {
         });
         let sessions = self.conns.values().filter_map(|c| {
             let io = lock(&c.io);
-            let user_idle = io.read_by_user.then(|| io.last_read + USER_READ_IDLE);
+            let user_idle =
+                (io.read_by_user && !io.paced_by_user).then(|| io.last_read + USER_READ_IDLE);
             match (io.session.poll_timeout(), user_idle) {
                 (Some(a), Some(b)) => Some(a.min(b)),
                 (a, b) => a.or(b),
@@ -233,6 +286,8 @@ impl Reactor {
                             options: *options,
                             shared,
                             subscriptions: Vec::new(),
+                            held: VecDeque::new(),
+                            paused_at: None,
                         },
                     );
                 }
@@ -415,6 +470,7 @@ impl Reactor {
             failed: false,
             closed: false,
             read_by_user: false,
+            paced_by_user: false,
             last_read: now,
             last_send: None,
             batching: false,
@@ -484,6 +540,15 @@ impl Reactor {
             let Some(conn) = self.conns.get_mut(&token) else {
                 return Ok(());
             };
+            if self
+                .sockets
+                .get(&conn.socket)
+                .is_some_and(|e| !e.held.is_empty())
+            {
+                // Paused (its queue is full): the kernel holds the rest, and its flow
+                // control the sender. `resume_reading` reads on once there is room.
+                return Ok(());
+            }
             let shared_io = conn.io.clone();
             let mut io = lock(&shared_io);
             let ConnIo {
@@ -500,18 +565,19 @@ impl Reactor {
             }
             let received = &mut self.received;
             let result = session.handle_input_with(input, now, &mut |m| received.push(m));
-            self.dispatch_events(token, &mut io);
+            self.dispatch_events(token, &mut io, now);
             drop(io);
             result.map_err(Closing::Session)?;
         }
         Ok(())
     }
 
-    fn dispatch_events(&mut self, token: Token, io: &mut ConnIo) {
+    fn dispatch_events(&mut self, token: Token, io: &mut ConnIo, now: Instant) {
         let ConnIo {
             stream,
             session,
             read_by_user,
+            paced_by_user,
             flush_timer,
             ..
         } = io;
@@ -528,6 +594,7 @@ impl Reactor {
         // which the session handed to `received` as it decoded them.
         let messages = self.received.len() as u64;
         let bytes: u64 = self.received.iter().map(|m| m.byte_len() as u64).sum();
+        let pushes_back = entry.pushes_back();
         while let Some(event) = session.poll_event() {
             match event {
                 Event::Ready { .. } => {
@@ -570,6 +637,7 @@ impl Reactor {
                                     .registry()
                                     .reregister(stream, token, Interest::WRITABLE);
                             *read_by_user = true;
+                            *paced_by_user = pushes_back;
                             let _ = direct.send(DirectConn {
                                 io: conn.io.clone(),
                                 peer: conn.peer.clone(),
@@ -593,6 +661,10 @@ impl Reactor {
             }
         }
         match &mut entry.role {
+            Role::Subscriber { .. } if pushes_back => {
+                entry.held.extend(self.received.drain(..));
+                entry.offer_held(now);
+            }
             Role::Subscriber { inbound, .. } => hand_over(&mut self.received, inbound),
             // A subscriber's data frames reach a publisher only to be counted.
             Role::Publisher { .. } => self.received.clear(),
@@ -861,7 +933,7 @@ impl Reactor {
                 .iter()
                 .filter(|(_, c)| {
                     let io = lock(&c.io);
-                    io.read_by_user && io.last_read + USER_READ_IDLE <= now
+                    io.read_by_user && !io.paced_by_user && io.last_read + USER_READ_IDLE <= now
                 })
                 .map(|(t, _)| *t),
         );
@@ -879,6 +951,41 @@ impl Reactor {
                 self.close_conn(token, why, now);
             }
         }
+    }
+
+    /// Offers each paused socket's held messages to its queue again (a receiver that
+    /// made room kicked this thread), and reads the connections of every socket that
+    /// could take them all: what arrived while paused raised no new readiness edge.
+    fn resume_reading(&mut self, now: Instant) {
+        self.due.clear();
+        for (id, entry) in &mut self.sockets {
+            if entry.held.is_empty() || !entry.offer_held(now) {
+                continue;
+            }
+            self.due.extend(
+                self.conns
+                    .iter()
+                    .filter(|(_, c)| c.socket == *id)
+                    .map(|(t, _)| *t),
+            );
+        }
+        // A different connection first each time, so that one whose sender never stops
+        // cannot fill every pause's room ahead of the others.
+        self.resume_turn = self.resume_turn.wrapping_add(1);
+        if !self.due.is_empty() {
+            let first = self.resume_turn % self.due.len();
+            self.due.rotate_left(first);
+        }
+        let due = std::mem::take(&mut self.due);
+        for &token in &due {
+            let result = self
+                .read_all(token, now, usize::MAX)
+                .and_then(|()| self.service_out(token));
+            if let Err(why) = result {
+                self.close_conn(token, why, now);
+            }
+        }
+        self.due = due;
     }
 
     /// A publisher connection's flush timer expired: writes the batch its sender left.

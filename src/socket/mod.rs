@@ -33,7 +33,7 @@ mod subscriber;
 
 use std::fmt;
 use std::io;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -110,8 +110,16 @@ pub struct SocketOptions {
     /// Capacity of each queue (per peer at a publisher, per socket at a subscriber), in
     /// messages; ZeroMQ's high-water mark. Default 1000.
     pub queue_capacity: usize,
-    /// What a full queue does. Default DropNewest. A subscriber's queue is filled by the
-    /// I/O thread, which must never wait: Block is refused there.
+    /// What a full queue does. Default DropNewest. A receiving socket's queue (SUB, PULL)
+    /// is filled by the I/O thread, which never waits: there `Block { timeout: None }`
+    /// means backpressure instead. When the queue is full the I/O thread stops reading
+    /// that socket's TCP/IPC connections until the application has taken half of it, so the
+    /// kernel's flow control holds the senders back (a PUSH under Block waits; a PUB
+    /// applies its own policy to that peer and counts what it drops). Nothing is
+    /// dropped at the receiver. A timeout is refused there (the senders' policies decide
+    /// how long they wait), and so is a `udp://` group (multicast cannot be held back).
+    /// While paused the connections are not read, so a peer whose heartbeat TTL is
+    /// shorter than the pause closes the connection.
     pub policy: OverflowPolicy,
     /// How `recv` waits.
     pub recv_mode: RecvMode,
@@ -228,6 +236,10 @@ pub struct SocketStats {
     /// round-robin send that waited for any peer to have room counts once.
     pub blocked: u64,
     /// Time those sends spent waiting.
+    ///
+    /// At a receiving socket under Block, `blocked` counts the times its full queue
+    /// paused reading its connections and `blocked_time` the time those pauses lasted
+    /// (once each has ended).
     pub blocked_time: std::time::Duration,
 }
 
@@ -264,6 +276,13 @@ pub(crate) struct SocketShared {
     /// subscriber a connection to read: the handle looks at the channel only when this
     /// moved (one load instead of a channel poll per send or per poll).
     pub(crate) attached: AtomicU64,
+    /// A receiving socket under Block: the I/O thread holds messages its full queue had
+    /// no room for and reads none of the socket's connections until the application
+    /// makes room (it then clears this and kicks the I/O thread).
+    pub(crate) read_paused: AtomicBool,
+    /// Pauses that ended, and how long they lasted in total (nanoseconds).
+    pub(crate) read_pauses: AtomicU64,
+    pub(crate) read_paused_nanos: AtomicU64,
 }
 
 impl SocketShared {
@@ -298,8 +317,8 @@ impl SocketShared {
             protocol_errors: r(&self.protocol_errors),
             oversized: r(&self.oversized),
             peers: self.peer_list.lock().map_or(0, |l| l.len() as u64),
-            blocked: 0,
-            blocked_time: std::time::Duration::ZERO,
+            blocked: r(&self.read_pauses),
+            blocked_time: Duration::from_nanos(r(&self.read_paused_nanos)),
         }
     }
 }

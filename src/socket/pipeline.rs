@@ -171,9 +171,12 @@ impl Pusher {
 /// [`RecvMode::BusyPoll`](super::RecvMode), the receiving thread reads its connections in
 /// turn, up to 1024 messages each). libzmq's PULL alternates message by message.
 ///
-/// The inbound queue has the socket's capacity and [`OverflowPolicy`](super::OverflowPolicy)
-/// (Block is refused: the I/O thread must never wait); what it drops is counted in
-/// [`stats`](Puller::stats)`().dropped`.
+/// The inbound queue has the socket's capacity and [`OverflowPolicy`](super::OverflowPolicy);
+/// what it drops is counted in [`stats`](Puller::stats)`().dropped`. Under
+/// `Block { timeout: None }` it drops nothing: a full queue pauses reading the pushers'
+/// connections until `recv` makes room, so TCP's flow control holds them back, and a
+/// pusher under Block waits (libzmq's PUSH/PULL at the high-water mark). Each pause is
+/// counted in `stats().blocked`.
 ///
 /// ```
 /// use std::time::Duration;

@@ -1,7 +1,7 @@
 //! [`Subscriber`]: receives the messages whose topic matches one of its prefixes.
 
 use std::collections::VecDeque;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{fence, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -42,7 +42,10 @@ const DIRECT_READ_LIMIT: usize = 1024;
 ///
 /// Implementation notes: the I/O thread pushes received messages into one ring per
 /// socket (capacity and policy from [`SocketOptions`]); `recv` pops from it (up to 64
-/// waiting messages at once, returned one by one), waiting as [`RecvMode`] says. The I/O thread never waits on this ring, so Block is refused.
+/// waiting messages at once, returned one by one), waiting as [`RecvMode`] says. The I/O
+/// thread never waits on this ring: under `OverflowPolicy::Block` a full ring pauses its
+/// reading of the socket's connections instead (see [`SocketOptions::policy`]), and a
+/// receive that makes room resumes it.
 /// Multicast groups (`udp://`) filter by prefix here, at the subscriber; with
 /// [`RecvMode::BusyPoll`] the receiving thread reads their sockets itself, so a datagram
 /// reaches it without a thread hand-off.
@@ -62,6 +65,8 @@ pub struct Subscriber {
     group_in: (u64, u64),
     /// `SocketShared::attached` when the hand-over channel was last drained.
     attached_seen: u64,
+    /// Under Block: every receive tells a paused I/O thread that there is room.
+    pushes_back: bool,
 }
 
 impl Subscriber {
@@ -82,20 +87,32 @@ impl Subscriber {
         socket_type: SocketType,
     ) -> Result<Subscriber, Error> {
         check_capacity(&options)?;
-        if let OverflowPolicy::Block { .. } = options.policy {
-            return Err(Error::InvalidOption(
-                "a receiving socket's queue is filled by the I/O thread, which must not block: \
-                 use DropNewest, DropOldest or Buffer"
-                    .into(),
-            ));
-        }
+        let pushes_back = match options.policy {
+            OverflowPolicy::Block { timeout: None } => true,
+            OverflowPolicy::Block { timeout: Some(_) } => {
+                return Err(Error::InvalidOption(
+                    "a receiving socket under Block holds its senders back for as long as \
+                     its queue is full; how long they wait is their own policy's timeout: \
+                     use Block { timeout: None } here"
+                        .into(),
+                ))
+            }
+            _ => false,
+        };
+        // The I/O thread pushes only into room it has seen (and holds the rest), so under
+        // Block the ring itself never overflows; DropNewest keeps it from ever waiting.
+        let ring_policy = if pushes_back {
+            OverflowPolicy::DropNewest
+        } else {
+            options.policy
+        };
         let wait = match options.recv_mode {
             RecvMode::Blocking => WaitStrategy::default(),
             RecvMode::BusyPoll => WaitStrategy::Yield,
         };
         let (producer, inbound) = spsc(
             options.queue_capacity,
-            RingConfig::with_policy(options.policy).wait(wait),
+            RingConfig::with_policy(ring_policy).wait(wait),
         );
         let (direct, handed_over) = match options.recv_mode {
             RecvMode::BusyPoll => {
@@ -124,6 +141,7 @@ impl Subscriber {
             pending: VecDeque::new(),
             group_in: (0, 0),
             attached_seen: 0,
+            pushes_back,
         })
     }
 
@@ -146,6 +164,13 @@ impl Subscriber {
     }
 
     fn join(&mut self, udp: &super::UdpEndpoint) -> Result<Endpoint, Error> {
+        if self.pushes_back {
+            return Err(Error::InvalidOption(
+                "a multicast group cannot be held back, so a socket under Block cannot \
+                 join one: use DropNewest, DropOldest or Buffer"
+                    .into(),
+            ));
+        }
         let (rx, joined) = multicast::join_rx(
             &self.handle.context,
             self.handle.id,
@@ -235,6 +260,7 @@ impl Subscriber {
         let now = clock.now();
         let mut any_failed = false;
         let (mut total_messages, mut total_bytes) = (0u64, 0u64);
+        let (pushes_back, shared) = (self.pushes_back, &self.handle.shared);
         self.conns.retain(|conn| {
             let Ok(mut io) = conn.io.try_lock() else {
                 return true; // the I/O thread is on it and will push what it reads
@@ -244,6 +270,11 @@ impl Subscriber {
             }
             let pending = &mut self.pending;
             self.inbound.pop_batch(usize::MAX, |m| pending.push_back(m));
+            // Under Block the I/O thread may hold messages it read from this connection
+            // (it pauses under this lock): newer bytes wait until they are queued.
+            if pushes_back && shared.read_paused.load(Ordering::Acquire) {
+                return true;
+            }
             let (mut messages, mut bytes) = (0u64, 0u64);
             io.read_messages(now, limit, &mut |m: Message| {
                 messages += 1;
@@ -343,6 +374,12 @@ impl Subscriber {
 
     /// Waits for the next message.
     pub fn recv(&mut self) -> Result<Message, Error> {
+        let got = self.recv_inner();
+        self.room_made();
+        got
+    }
+
+    fn recv_inner(&mut self) -> Result<Message, Error> {
         if self.reads_groups() {
             return self.poll_until(None).map(|m| m.expect("no deadline"));
         }
@@ -354,6 +391,12 @@ impl Subscriber {
 
     /// Waits up to `timeout` for the next message; `Ok(None)` if none came.
     pub fn recv_timeout(&mut self, timeout: Duration) -> Result<Option<Message>, Error> {
+        let got = self.recv_timeout_inner(timeout);
+        self.room_made();
+        got
+    }
+
+    fn recv_timeout_inner(&mut self, timeout: Duration) -> Result<Option<Message>, Error> {
         if self.reads_groups() {
             return self.poll_until(Some(timeout));
         }
@@ -369,7 +412,26 @@ impl Subscriber {
 
     /// The next message if one is waiting.
     pub fn try_recv(&mut self) -> Result<Option<Message>, Error> {
-        self.next_ready()
+        let got = self.next_ready();
+        self.room_made();
+        got
+    }
+
+    /// Under Block: a receive may have taken messages from a queue whose I/O thread
+    /// paused for want of room; once half the queue is free, kick it (see
+    /// `SocketEntry::offer_held` for why the fence). The flag stays up until the I/O
+    /// thread has queued everything it held, and kicks coalesce until it looks. Other
+    /// policies pay one predictable branch.
+    #[inline]
+    fn room_made(&self) {
+        if self.pushes_back {
+            fence(Ordering::SeqCst);
+            if self.handle.shared.read_paused.load(Ordering::Relaxed)
+                && self.inbound.len() <= self.options.queue_capacity / 2
+            {
+                self.handle.context.kick();
+            }
+        }
     }
 
     /// Counters of this socket; `dropped` counts messages its full queue refused or
