@@ -57,7 +57,7 @@ pub(crate) struct ConnIo {
     /// the sender stops appending to it (see [`SUSTAINED_FLUSH_DELAY`]); registered with
     /// the I/O thread's poll. `None` where the platform has none: every batch then kicks
     /// the I/O thread.
-    pub(crate) flush_timer: Option<FlushTimer>,
+    pub(crate) flush_timer: Option<Arc<FlushTimer>>,
     /// `flush_timer` runs.
     pub(crate) timer_armed: bool,
     /// The batch size at which a sustained burst's sender writes (see
