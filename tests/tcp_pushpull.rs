@@ -800,3 +800,39 @@ fn a_receiving_socket_refuses_a_block_timeout_and_multicast_under_block() {
         .unwrap_err();
     assert!(err.to_string().contains("multicast"), "{err}");
 }
+
+/// `volley push` into `volley pull`, both with their defaults (Block), while nobody reads
+/// the pull's output: its stdout pipe fills, so it stops receiving, its queue fills, and
+/// the push is held back through TCP. Every message is printed once, in order, and the
+/// pull reports nothing dropped.
+#[test]
+fn cli_push_into_a_cli_pull_whose_output_stalls_loses_nothing() {
+    const N: usize = 20_000;
+    let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let ep = format!("tcp://{}", probe.local_addr().unwrap());
+    drop(probe);
+    let push = volley_cli(&["push", &ep, "--count", &N.to_string(), "--size", "1024"]);
+    let pull = std::process::Command::new(env!("CARGO_BIN_EXE_volley"))
+        .args(["pull", &ep, "--count", &N.to_string(), "--timeout", "10"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // 20 MB of output against a 64 KB pipe: the pull blocks on its stdout long before
+    // the push is done.
+    std::thread::sleep(Duration::from_millis(500));
+    let out = pull.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{}; stderr: {stderr}", out.status);
+    let lines: Vec<&str> = std::str::from_utf8(&out.stdout).unwrap().lines().collect();
+    assert_eq!(lines.len(), N, "stderr: {stderr}");
+    for (n, line) in lines.iter().enumerate() {
+        assert!(
+            line.starts_with(&format!("{n}.")),
+            "line {n} is {}",
+            &line[..line.len().min(20)]
+        );
+    }
+    assert!(!stderr.contains("dropped"), "{stderr}");
+    cli_output(push);
+}

@@ -258,13 +258,7 @@ pub fn subscribe(args: &SubArgs) -> Result<(), String> {
             line
         },
     );
-    let received = match received {
-        Ok(n) => n,
-        Err(e) => {
-            print_receiver_stats(&sub.multicast_stats());
-            return Err(e);
-        }
-    };
+    // Drops are reported however the receiving ended (a timeout too).
     let s = sub.stats();
     if s.dropped > 0 {
         eprintln!(
@@ -272,6 +266,13 @@ pub fn subscribe(args: &SubArgs) -> Result<(), String> {
             s.dropped
         );
     }
+    let received = match received {
+        Ok(n) => n,
+        Err(e) => {
+            print_receiver_stats(&sub.multicast_stats());
+            return Err(e);
+        }
+    };
     eprintln!("volley sub: {received} received");
     print_receiver_stats(&sub.multicast_stats());
     Ok(())

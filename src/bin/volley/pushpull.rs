@@ -64,6 +64,11 @@ pub struct PullArgs {
     /// Print nothing per message (the summary on stderr still comes).
     #[arg(long)]
     quiet: bool,
+    /// Drop (and count) what arrives while the queue is full, instead of holding the
+    /// pushers back until this side has printed its way through it, which is the
+    /// default here, as at libzmq's PULL.
+    #[arg(long)]
+    drop: bool,
 }
 
 pub fn push(args: &PushArgs) -> Result<(), String> {
@@ -115,8 +120,11 @@ pub fn push(args: &PushArgs) -> Result<(), String> {
 
 pub fn pull(args: &PullArgs) -> Result<(), String> {
     let context = volley::io::Context::global().map_err(|e| e.to_string())?;
-    let mut puller =
-        Puller::with_options(context, SocketOptions::default()).map_err(|e| e.to_string())?;
+    let mut options = SocketOptions::default();
+    if !args.drop {
+        options.policy = OverflowPolicy::Block { timeout: None };
+    }
+    let mut puller = Puller::with_options(context, options).map_err(|e| e.to_string())?;
     if args.bind {
         let bound = puller.bind(&args.endpoint).map_err(|e| e.to_string())?;
         eprintln!("volley pull: bound {bound}");
@@ -133,7 +141,8 @@ pub fn pull(args: &PullArgs) -> Result<(), String> {
             None => puller.recv().map(Some),
         },
         |m| frames_line(m.frames(), args.hex),
-    )?;
+    );
+    // Drops are reported however the receiving ended (a timeout too).
     let s = puller.stats();
     if s.dropped > 0 {
         eprintln!(
@@ -141,6 +150,7 @@ pub fn pull(args: &PullArgs) -> Result<(), String> {
             s.dropped
         );
     }
+    let received = received?;
     eprintln!("volley pull: {received} received");
     Ok(())
 }
