@@ -2,7 +2,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::io;
-use std::sync::atomic::{fence, AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -63,12 +63,9 @@ impl SocketEntry {
         if self.held.is_empty() {
             return true;
         }
-        // The flag goes up before the look for room, and the receiver looks at it after
-        // it took messages (`Subscriber::room_made`), each behind a full fence: either
-        // this look sees the room the receiver made, or the receiver sees the flag and
-        // kicks this thread to look again. No pause outlives a queue with room.
-        self.shared.read_paused.store(true, Ordering::SeqCst);
-        fence(Ordering::SeqCst);
+        // Raised before the look for room: a receiver that makes room after this look
+        // sees it and kicks this thread to look again (see `ReadPause`).
+        self.shared.read_paused.raise();
         // The consumer only ever frees room, so pushing this many never meets a full
         // ring (whose DropNewest would drop and count).
         let room = self.options.queue_capacity.saturating_sub(inbound.len());
@@ -77,7 +74,7 @@ impl SocketEntry {
         while inbound.push_batch(offered.by_ref()).error.is_some() {}
         drop(offered);
         if self.held.is_empty() {
-            self.shared.read_paused.store(false, Ordering::SeqCst);
+            self.shared.read_paused.lower();
             if let Some(at) = self.paused_at.take() {
                 let nanos = now.saturating_duration_since(at).as_nanos();
                 self.shared.read_pauses.fetch_add(1, Ordering::Relaxed);

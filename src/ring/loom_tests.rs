@@ -267,3 +267,64 @@ fn mpsc_head_copy_hand_over() {
         assert_eq!(stats.pushed + stats.dropped_newest, 3);
     });
 }
+
+/// `ReadPause` as a receiving socket's I/O thread and receiver use it. The producer never
+/// waits on the ring: it holds what does not fit and offers again only when kicked (a
+/// condvar here, the I/O thread's waker in volley). Its first read (items 0 and 1) fits
+/// a ring of two, so it lowers the pause; its second (item 2) may find the ring full
+/// while the consumer is taking 0 and 1, which were pushed before this raise and so
+/// carry no sight of it: the fences are all that make one side see the other. The
+/// consumer blocks on the ring and kicks after a take that finds the pause raised and
+/// the ring at most half full. A stranded pause (the producer waiting for a kick, the
+/// consumer for an item) is a deadlock, which fails the model.
+#[test]
+fn read_pause_never_strands_held_items() {
+    use crate::sync::{Arc, Condvar, Mutex};
+    use std::collections::VecDeque;
+    loom::model(|| {
+        let (mut tx, mut rx) = spsc::<u32>(2, cfg(OverflowPolicy::DropNewest, WaitStrategy::Park));
+        let pause = Arc::new(ReadPause::new());
+        let kick = Arc::new((Mutex::new(false), Condvar::new()));
+        let producer = {
+            let (pause, kick) = (pause.clone(), kick.clone());
+            thread::spawn(move || {
+                for read in [0..2u32, 2..3] {
+                    let mut held: VecDeque<u32> = read.collect();
+                    loop {
+                        pause.raise();
+                        let room = 2 - tx.len();
+                        for _ in 0..room.min(held.len()) {
+                            let item = held.pop_front().expect("counted");
+                            assert!(tx.push(item).is_ok(), "pushed into room it saw");
+                        }
+                        if held.is_empty() {
+                            pause.lower();
+                            break;
+                        }
+                        let (kicked, cv) = &*kick;
+                        let mut k = kicked.lock().unwrap();
+                        while !*k {
+                            k = cv.wait(k).unwrap();
+                        }
+                        *k = false;
+                    }
+                }
+            })
+        };
+        let mut got = Vec::new();
+        for _ in 0..3 {
+            got.push(
+                rx.pop()
+                    .expect("the producer is alive until it has pushed all"),
+            );
+            if pause.raised_after_take() && rx.len() <= 1 {
+                let (kicked, cv) = &*kick;
+                *kicked.lock().unwrap() = true;
+                cv.notify_one();
+            }
+        }
+        producer.join().unwrap();
+        assert_eq!(got, [0, 1, 2]);
+        assert!(!pause.is_raised());
+    });
+}

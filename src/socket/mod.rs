@@ -33,7 +33,7 @@ mod subscriber;
 
 use std::fmt;
 use std::io;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -279,7 +279,7 @@ pub(crate) struct SocketShared {
     /// A receiving socket under Block: the I/O thread holds messages its full queue had
     /// no room for and reads none of the socket's connections until the application
     /// makes room (it then clears this and kicks the I/O thread).
-    pub(crate) read_paused: AtomicBool,
+    pub(crate) read_paused: crate::ring::ReadPause,
     /// Pauses that ended, and how long they lasted in total (nanoseconds).
     pub(crate) read_pauses: AtomicU64,
     pub(crate) read_paused_nanos: AtomicU64,

@@ -1,7 +1,7 @@
 //! [`Subscriber`]: receives the messages whose topic matches one of its prefixes.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{fence, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -272,7 +272,7 @@ impl Subscriber {
             self.inbound.pop_batch(usize::MAX, |m| pending.push_back(m));
             // Under Block the I/O thread may hold messages it read from this connection
             // (it pauses under this lock): newer bytes wait until they are queued.
-            if pushes_back && shared.read_paused.load(Ordering::Acquire) {
+            if pushes_back && shared.read_paused.is_raised() {
                 return true;
             }
             let (mut messages, mut bytes) = (0u64, 0u64);
@@ -419,18 +419,16 @@ impl Subscriber {
 
     /// Under Block: a receive may have taken messages from a queue whose I/O thread
     /// paused for want of room; once half the queue is free, kick it (see
-    /// `SocketEntry::offer_held` for why the fence). The flag stays up until the I/O
-    /// thread has queued everything it held, and kicks coalesce until it looks. Other
-    /// policies pay one predictable branch.
+    /// `ReadPause`). The pause stays raised until the I/O thread has queued everything
+    /// it held, and kicks coalesce until it looks. Other policies pay one predictable
+    /// branch.
     #[inline]
     fn room_made(&self) {
-        if self.pushes_back {
-            fence(Ordering::SeqCst);
-            if self.handle.shared.read_paused.load(Ordering::Relaxed)
-                && self.inbound.len() <= self.options.queue_capacity / 2
-            {
-                self.handle.context.kick();
-            }
+        if self.pushes_back
+            && self.handle.shared.read_paused.raised_after_take()
+            && self.inbound.len() <= self.options.queue_capacity / 2
+        {
+            self.handle.context.kick();
         }
     }
 
