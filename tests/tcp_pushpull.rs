@@ -66,6 +66,24 @@ fn exactly_once(got: &[Vec<usize>], jobs: std::ops::Range<usize>) {
     assert_eq!(unique, jobs.collect::<BTreeSet<_>>());
 }
 
+/// Options with `queue_capacity` and `Block { timeout: None }`.
+fn blocking(queue_capacity: usize) -> SocketOptions {
+    SocketOptions {
+        queue_capacity,
+        policy: OverflowPolicy::Block { timeout: None },
+        ..SocketOptions::default()
+    }
+}
+
+/// A three-frame job: `tag`, the number `n`, `payload`.
+fn tagged_job(tag: impl Into<bytes::Bytes>, n: usize, payload: &bytes::Bytes) -> Message {
+    Message::new(vec![
+        tag.into(),
+        bytes::Bytes::from(n.to_string()),
+        payload.clone(),
+    ])
+}
+
 fn pullers(ctx: &Context, n: usize, endpoint: &str) -> Vec<Puller> {
     pullers_with(ctx, n, endpoint, SocketOptions::default())
 }
@@ -327,11 +345,7 @@ fn when_every_puller_is_full_drop_newest_drops_and_counts_each_message() {
 fn block_to_volley_pullers_delivers_every_message_once() {
     const N: usize = 5000;
     let ctx = Context::new().unwrap();
-    let options = SocketOptions {
-        queue_capacity: 8,
-        policy: OverflowPolicy::Block { timeout: None },
-        ..SocketOptions::default()
-    };
+    let options = blocking(8);
     let mut pusher = Pusher::with_options(&ctx, options).unwrap();
     let ep = pusher.bind("tcp://127.0.0.1:0").unwrap().to_string();
     // The pullers' own queues have a policy of their own (DropNewest: the I/O thread that
@@ -351,11 +365,7 @@ fn block_to_volley_pullers_delivers_every_message_once() {
     });
     let payload = bytes::Bytes::from(vec![7u8; 4096]);
     for n in 0..N {
-        let m = Message::new(vec![
-            bytes::Bytes::from(n.to_string()),
-            bytes::Bytes::from(n.to_string()),
-            payload.clone(),
-        ]);
+        let m = tagged_job(n.to_string(), n, &payload);
         assert!(pusher.send(m).unwrap());
     }
     let (got, workers) = receiver.join().unwrap();
@@ -383,11 +393,7 @@ fn block_waits_for_room_at_a_full_peer_and_loses_nothing() {
     // 128 MB: far more than two loopback connections' socket buffers hold.
     const N: usize = 2000;
     let ctx = Context::new().unwrap();
-    let options = SocketOptions {
-        queue_capacity: 8,
-        policy: OverflowPolicy::Block { timeout: None },
-        ..SocketOptions::default()
-    };
+    let options = blocking(8);
     let mut pusher = Pusher::with_options(&ctx, options).unwrap();
     let ep = pusher.bind("tcp://127.0.0.1:0").unwrap().to_string();
     let mut raws = [raw_peer(&ep, "PULL"), raw_peer(&ep, "PULL")];
@@ -567,11 +573,7 @@ fn cli_push_connects_to_a_library_puller() {
 fn block_skips_a_stalled_puller_and_feeds_the_live_one() {
     const N: usize = 2000;
     let ctx = Context::new().unwrap();
-    let options = SocketOptions {
-        queue_capacity: 16,
-        policy: OverflowPolicy::Block { timeout: None },
-        ..SocketOptions::default()
-    };
+    let options = blocking(16);
     let mut pusher = Pusher::with_options(&ctx, options).unwrap();
     let ep = pusher.bind("tcp://127.0.0.1:0").unwrap().to_string();
     let mut stalled = raw_peer(&ep, "PULL");
@@ -586,11 +588,7 @@ fn block_skips_a_stalled_puller_and_feeds_the_live_one() {
     assert!(pusher.wait_for_peers(2, WAIT));
     let payload = bytes::Bytes::from(vec![3u8; 16 * 1024]);
     for n in 0..N {
-        let m = Message::new(vec![
-            bytes::Bytes::from_static(b"job"),
-            bytes::Bytes::from(n.to_string()),
-            payload.clone(),
-        ]);
+        let m = tagged_job(&b"job"[..], n, &payload);
         assert!(pusher.send(m).unwrap());
     }
     assert_eq!(pusher.stats().dropped, 0);
@@ -673,11 +671,7 @@ fn hold_back(recv_mode: RecvMode) {
     // can hold while the receiving thread sleeps, so the pusher has to wait.
     const N: usize = 10_000;
     let ctx = Context::new().unwrap();
-    let block = SocketOptions {
-        queue_capacity: 16,
-        policy: OverflowPolicy::Block { timeout: None },
-        ..SocketOptions::default()
-    };
+    let block = blocking(16);
     let mut puller = Puller::with_options(
         &ctx,
         SocketOptions {
@@ -693,11 +687,7 @@ fn hold_back(recv_mode: RecvMode) {
     let sender = std::thread::spawn(move || {
         let payload = bytes::Bytes::from(vec![7u8; 4096]);
         for n in 0..N {
-            let m = Message::new(vec![
-                bytes::Bytes::from_static(b"job"),
-                bytes::Bytes::from(n.to_string()),
-                payload.clone(),
-            ]);
+            let m = tagged_job(&b"job"[..], n, &payload);
             assert!(pusher.send(m).unwrap(), "job {n} was not sent");
         }
         pusher
@@ -730,11 +720,7 @@ fn hold_back(recv_mode: RecvMode) {
 fn a_puller_under_block_takes_from_every_pusher_in_turn() {
     const N: usize = 3000;
     let ctx = Context::new().unwrap();
-    let block = SocketOptions {
-        queue_capacity: 8,
-        policy: OverflowPolicy::Block { timeout: None },
-        ..SocketOptions::default()
-    };
+    let block = blocking(8);
     let mut puller = Puller::with_options(&ctx, block.clone()).unwrap();
     let ep = puller.bind("tcp://127.0.0.1:0").unwrap().to_string();
     let senders: Vec<_> = (0..2)
@@ -745,11 +731,7 @@ fn a_puller_under_block_takes_from_every_pusher_in_turn() {
             std::thread::spawn(move || {
                 let payload = bytes::Bytes::from(vec![who as u8; 4096]);
                 for n in 0..N {
-                    let m = Message::new(vec![
-                        bytes::Bytes::from(who.to_string()),
-                        bytes::Bytes::from(n.to_string()),
-                        payload.clone(),
-                    ]);
+                    let m = tagged_job(who.to_string(), n, &payload);
                     assert!(pusher.send(m).unwrap());
                 }
                 pusher
