@@ -18,7 +18,7 @@ use super::direct::{FlushTimer, SUSTAINED_FLUSH_DELAY, USER_READ_IDLE};
 use super::stream::{ConnectTarget, Listener, Stream, READ_CHUNK};
 use super::{lock, Command, ConnIo, DirectConn, Member, PeerLink, Role, SocketId, WAKER_TOKEN};
 use crate::proto::zmtp::{Event, Heartbeat, Message, Session, SessionConfig, SessionError};
-use crate::ring::{spsc_polled, Consumer, OverflowPolicy, Producer, RingConfig};
+use crate::ring::{spsc_polled, Consumer, Producer, RingConfig};
 use crate::socket::{Endpoint, PeerShared, SocketOptions, SocketShared};
 use crate::wire::zmtp::SocketType;
 use std::sync::{Mutex, TryLockError};
@@ -50,8 +50,7 @@ struct SocketEntry {
 impl SocketEntry {
     /// A receiving socket whose full queue holds its peers back instead of dropping.
     fn pushes_back(&self) -> bool {
-        matches!(self.role, Role::Subscriber { .. })
-            && matches!(self.options.policy, OverflowPolicy::Block { .. })
+        matches!(self.role, Role::Subscriber { .. }) && self.options.holds_senders_back()
     }
 
     /// Moves held messages into the queue as far as it has room; true when none is left
@@ -63,16 +62,21 @@ impl SocketEntry {
         if self.held.is_empty() {
             return true;
         }
+        // The consumer only ever frees room, so pushing this many never meets a full
+        // ring (whose DropNewest would drop and count).
+        let room =
+            |inbound: &Producer<Message>| self.options.queue_capacity.saturating_sub(inbound.len());
+        if self.paused_at.is_none() && room(inbound) >= self.held.len() {
+            // The common case, every read of a receiver that keeps up: all of it fits,
+            // nothing stays held, so the receiver need not be told anything.
+            hand_over(self.held.drain(..), inbound);
+            return true;
+        }
         // Raised before the look for room: a receiver that makes room after this look
         // sees it and kicks this thread to look again (see `ReadPause`).
         self.shared.read_paused.raise();
-        // The consumer only ever frees room, so pushing this many never meets a full
-        // ring (whose DropNewest would drop and count).
-        let room = self.options.queue_capacity.saturating_sub(inbound.len());
-        let n = room.min(self.held.len());
-        let mut offered = self.held.drain(..n);
-        while inbound.push_batch(offered.by_ref()).error.is_some() {}
-        drop(offered);
+        let n = room(inbound).min(self.held.len());
+        hand_over(self.held.drain(..n), inbound);
         if self.held.is_empty() {
             self.shared.read_paused.lower();
             if let Some(at) = self.paused_at.take() {
@@ -117,6 +121,9 @@ struct Conn {
     /// The connection's flush timer (also in its `ConnIo`), so that an expiry can be
     /// put off without the connection's lock.
     flush_timer: Option<Arc<FlushTimer>>,
+    /// Its socket may pause reading (a receiving socket under Block): only then does a
+    /// read look the socket up to see whether it is paused.
+    holds_back: bool,
 }
 
 enum DialState {
@@ -453,6 +460,7 @@ impl Reactor {
             .get(&socket)
             .ok_or_else(|| io::Error::other("socket closed"))?;
         let mut session = Session::new(entry.session_config(), now);
+        let holds_back = entry.pushes_back();
         for prefix in &entry.subscriptions {
             session.send_subscribe(prefix);
         }
@@ -490,6 +498,7 @@ impl Reactor {
                 peer,
                 ready: false,
                 flush_timer: None,
+                holds_back,
             },
         );
         if !connecting {
@@ -541,10 +550,11 @@ impl Reactor {
             let Some(conn) = self.conns.get_mut(&token) else {
                 return Ok(());
             };
-            if self
-                .sockets
-                .get(&conn.socket)
-                .is_some_and(|e| !e.held.is_empty())
+            if conn.holds_back
+                && self
+                    .sockets
+                    .get(&conn.socket)
+                    .is_some_and(|e| !e.held.is_empty())
             {
                 // Paused (its queue is full): the kernel holds the rest, and its flow
                 // control the sender. `resume_reading` reads on once there is room.
@@ -667,7 +677,7 @@ impl Reactor {
                 entry.held.extend(self.received.drain(..));
                 entry.offer_held(now);
             }
-            Role::Subscriber { inbound, .. } => hand_over(&mut self.received, inbound),
+            Role::Subscriber { inbound, .. } => hand_over(self.received.drain(..), inbound),
             // A subscriber's data frames reach a publisher only to be counted.
             Role::Publisher { .. } => self.received.clear(),
         }
@@ -1035,11 +1045,10 @@ impl Reactor {
     }
 }
 
-/// Moves `batch` into a subscriber's inbound ring. A refusal is counted by the ring (its
-/// policy) and ends a `push_batch`; the rest goes on, each item meeting the policy. The
-/// I/O thread never waits here.
-fn hand_over(batch: &mut Vec<Message>, inbound: &mut Producer<Message>) {
-    let mut messages = batch.drain(..);
+/// Moves `messages` into a subscriber's inbound ring. A refusal is counted by the ring
+/// (its policy) and ends a `push_batch`; the rest goes on, each item meeting the policy.
+/// The I/O thread never waits here.
+fn hand_over(mut messages: impl Iterator<Item = Message>, inbound: &mut Producer<Message>) {
     while inbound.push_batch(messages.by_ref()).error.is_some() {}
 }
 
@@ -1067,10 +1076,10 @@ fn deliver_to(
         bytes += message.byte_len() as u64;
         batch.push(message);
         if batch.len() >= DELIVER_BATCH {
-            hand_over(batch, inbound);
+            hand_over(batch.drain(..), inbound);
         }
     });
-    hand_over(batch, inbound);
+    hand_over(batch.drain(..), inbound);
     if messages > 0 {
         entry
             .shared

@@ -140,6 +140,14 @@ pub struct SocketOptions {
     pub multicast: MulticastOptions,
 }
 
+impl SocketOptions {
+    /// Whether a receiving socket with these options holds its senders back when its
+    /// queue is full (Block) instead of dropping.
+    pub(crate) fn holds_senders_back(&self) -> bool {
+        matches!(self.policy, OverflowPolicy::Block { .. })
+    }
+}
+
 impl Default for SocketOptions {
     fn default() -> Self {
         SocketOptions {

@@ -65,8 +65,6 @@ pub struct Subscriber {
     group_in: (u64, u64),
     /// `SocketShared::attached` when the hand-over channel was last drained.
     attached_seen: u64,
-    /// Under Block: every receive tells a paused I/O thread that there is room.
-    pushes_back: bool,
 }
 
 impl Subscriber {
@@ -141,7 +139,6 @@ impl Subscriber {
             pending: VecDeque::new(),
             group_in: (0, 0),
             attached_seen: 0,
-            pushes_back,
         })
     }
 
@@ -164,7 +161,7 @@ impl Subscriber {
     }
 
     fn join(&mut self, udp: &super::UdpEndpoint) -> Result<Endpoint, Error> {
-        if self.pushes_back {
+        if self.options.holds_senders_back() {
             return Err(Error::InvalidOption(
                 "a multicast group cannot be held back, so a socket under Block cannot \
                  join one: use DropNewest, DropOldest or Buffer"
@@ -260,7 +257,7 @@ impl Subscriber {
         let now = clock.now();
         let mut any_failed = false;
         let (mut total_messages, mut total_bytes) = (0u64, 0u64);
-        let (pushes_back, shared) = (self.pushes_back, &self.handle.shared);
+        let (pushes_back, shared) = (self.options.holds_senders_back(), &self.handle.shared);
         self.conns.retain(|conn| {
             let Ok(mut io) = conn.io.try_lock() else {
                 return true; // the I/O thread is on it and will push what it reads
@@ -420,11 +417,14 @@ impl Subscriber {
     /// Under Block: a receive may have taken messages from a queue whose I/O thread
     /// paused for want of room; once half the queue is free, kick it (see
     /// `ReadPause`). The pause stays raised until the I/O thread has queued everything
-    /// it held, and kicks coalesce until it looks. Other policies pay one predictable
-    /// branch.
+    /// it held, and kicks coalesce until it looks. The look (a full fence) comes once
+    /// per batch taken from the queue, when the last of it is returned: before this
+    /// thread could go back to the queue and wait on it. Other policies pay one
+    /// predictable branch.
     #[inline]
     fn room_made(&self) {
-        if self.pushes_back
+        if self.options.holds_senders_back()
+            && self.pending.is_empty()
             && self.handle.shared.read_paused.raised_after_take()
             && self.inbound.len() <= self.options.queue_capacity / 2
         {

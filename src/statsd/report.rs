@@ -16,8 +16,8 @@ use crate::socket::{Publisher, SocketStats, Subscriber};
 
 /// Sends sockets' [`SocketStats`] as metrics named `PREFIX.SOCKET.FIELD`:
 /// counters `messages_out bytes_out messages_in bytes_in dropped reconnects
-/// protocol_errors oversized blocked blocked_ms` (sends that waited under Block, and
-/// their time in milliseconds), gauges `peers`, `queue_depth` (and `queue_depth_max` over
+/// protocol_errors oversized blocked blocked_ms` (waits under Block, and their time in
+/// milliseconds: sends at a sending socket, read pauses at a receiving one), gauges `peers`, `queue_depth` (and `queue_depth_max` over
 /// a publisher's peers).
 ///
 /// ```no_run
