@@ -10,7 +10,9 @@
 //!   spins on a non-blocking `recv`. N timed round trips after W untimed ones; prints
 //!   RTT/2 p50/p99/mean in microseconds.
 //! * `thr`: one publisher thread sends N messages of B bytes as fast as it can, one
-//!   busy-polling subscriber thread counts them. volley packs small messages into
+//!   busy-polling subscriber thread counts them. Both send from one buffer that carries
+//!   the sequence number (volley with `Publisher::send_slices`, which copies it into the
+//!   datagram as the raw side's `send` does). volley packs small messages into
 //!   datagrams (the default 50 µs linger); raw sends one datagram per message. The
 //!   clock runs from the first send to the arrival of the last message received;
 //!   without flow control in multicast, what the receiver could not keep up with is lost
@@ -537,7 +539,7 @@ fn thr(args: &Args) -> Res<()> {
             for i in 0..n {
                 payload[..8].copy_from_slice(&i.to_le_bytes());
                 publisher
-                    .send(Message::from_parts([Bytes::copy_from_slice(&payload)]))
+                    .send_slices(&[&payload])
                     .map_err(|e| e.to_string())?;
             }
             publisher.flush(Duration::from_secs(5));

@@ -1,12 +1,15 @@
-//! cargo run --release --example tcp_bench -- thr|lat [--size B] [--count N] [--warmup W] [--busy]
+//! cargo run --release --example tcp_bench -- thr|lat [--size B] [--count N] [--warmup W] [--busy] [--owned]
 //!
 //! volley's side of the TCP benchmarks, the same shapes and output as
 //! `bench/libzmq_bench.c` so `scripts/bench-tcp.sh` can put them side by side:
 //!
 //! * `thr`: Publisher -> Subscriber throughput over tcp://127.0.0.1, each socket on its
 //!   own [`Context`] (I/O thread), the subscriber in a second application thread. Every
-//!   message is 2 frames: the topic `bench` and a B-byte payload made fresh for each send
-//!   (libzmq's `zmq_send` copies it too); the subscriber subscribes to `bench` and the
+//!   message is 2 frames: the topic `bench` and a B-byte payload carrying its sequence
+//!   number, sent with `Publisher::send_slices` from one buffer the sender rewrites,
+//!   as libzmq's bench calls `zmq_send` (both copy the caller's bytes). `--owned` sends
+//!   each as a `Message` made fresh instead (one allocation per message, the
+//!   `Publisher::send` path). The subscriber subscribes to `bench` and the
 //!   publisher waits for that subscription first. Nothing may be dropped, as with libzmq's
 //!   unlimited high-water marks: the publisher's queue blocks when full (backpressure), the
 //!   subscriber's buffers. The clock runs at the subscriber from the first message to the
@@ -39,12 +42,13 @@ struct Args {
     count: usize,
     warmup: usize,
     busy: bool,
+    owned: bool,
 }
 
 type Res<T> = Result<T, String>;
 
 fn parse_args() -> Res<Args> {
-    let usage = "usage: tcp_bench thr [--size B] [--count N] [--busy]\n       \
+    let usage = "usage: tcp_bench thr [--size B] [--count N] [--busy] [--owned]\n       \
                  tcp_bench lat [--size B] [--count N] [--warmup W] [--busy]\n\
                  defaults: --size 64, --count 1000000 (thr) / 20000 (lat), --warmup 1000";
     let mut it = std::env::args().skip(1);
@@ -55,6 +59,7 @@ fn parse_args() -> Res<Args> {
         count: 0,
         warmup: 1000,
         busy: false,
+        owned: false,
     };
     while let Some(a) = it.next() {
         let mut num = |name: &str| -> Res<usize> {
@@ -67,6 +72,7 @@ fn parse_args() -> Res<Args> {
             "--count" => args.count = num("--count")?,
             "--warmup" => args.warmup = num("--warmup")?,
             "--busy" => args.busy = true,
+            "--owned" => args.owned = true,
             _ => return Err(format!("unknown argument {a:?}\n{usage}")),
         }
     }
@@ -168,10 +174,17 @@ fn run_thr(a: &Args) -> Res<()> {
         }
         Ok((received, start.map_or(Duration::ZERO, |s| s.elapsed())))
     });
+    let mut buffer = vec![0u8; a.size];
     for i in 0..a.count {
-        publisher
-            .send(message(a.size, i as u64))
-            .map_err(err("send"))?;
+        if a.owned {
+            publisher.send(message(a.size, i as u64))
+        } else {
+            if let Some(seq) = buffer.get_mut(..8) {
+                seq.copy_from_slice(&(i as u64).to_le_bytes());
+            }
+            publisher.send_slices(&[TOPIC, &buffer])
+        }
+        .map_err(err("send"))?;
     }
     let (received, elapsed) = receiver.join().map_err(|_| "receiver panicked")??;
     let secs = elapsed.as_secs_f64();
@@ -181,8 +194,9 @@ fn run_thr(a: &Args) -> Res<()> {
         0.0
     };
     println!(
-        "RESULT impl=volley mode=thr recv={} size={} count={} received={received} secs={secs:.3} msgs_per_s={rate:.0} mb_per_s={:.2}",
+        "RESULT impl=volley mode=thr recv={} send={} size={} count={} received={received} secs={secs:.3} msgs_per_s={rate:.0} mb_per_s={:.2}",
         if a.busy { "busy" } else { "blocking" },
+        if a.owned { "owned" } else { "slices" },
         a.size,
         a.count,
         rate * a.size as f64 / 1e6

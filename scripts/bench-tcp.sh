@@ -141,6 +141,7 @@ for rep in $(seq "$REPS"); do
         say "run $rep/$REPS: throughput, $size B x $count"
         run "volley thr $size" msgs_per_s mb_per_s -- "$RS_BIN" thr --size "$size" --count "$count"
         run "volleybusy thr $size" msgs_per_s mb_per_s -- "$RS_BIN" thr --busy --size "$size" --count "$count"
+        run "volleyowned thr $size" msgs_per_s mb_per_s -- "$RS_BIN" thr --owned --size "$size" --count "$count"
         run "libzmq thr $size" msgs_per_s mb_per_s -- "$C_BIN" thr --size "$size" --count "$count"
     done
     for size in 64 1024; do
@@ -186,11 +187,12 @@ printf '%-26s %12s %12s %10s %10s %9s   %s\n' "measurement" "volley" "libzmq" "r
 printf '%-26s %12s %12s %10s %10s %9s   %s\n' "-----------" "------" "------" "-------" "--------" "--------" "------"
 for size in 64 1024; do
     l=$(median "libzmq thr $size msgs_per_s")
-    for impl in volley volleybusy; do
+    for impl in volley volleybusy volleyowned; do
         v=$(median "$impl thr $size msgs_per_s")
         label="thr $size B msgs/s"
         [ "$impl" = volleybusy ] && label="thr $size B msgs/s busy"
-        if [ "$size" = 64 ]; then
+        [ "$impl" = volleyowned ] && label="thr $size B msgs/s owned"
+        if [ "$size" = 64 ] && [ "$impl" != volleyowned ]; then
             row "$label" "$v" "$l" "" "" "volley >= 3x libzmq" "$(ratio "$v" "$l")" ">=" 3
             printf '%-26s %s\n' "  volley/libzmq, run by run" "$(pairwise "$impl thr $size msgs_per_s" "libzmq thr $size msgs_per_s")"
         else
@@ -227,6 +229,9 @@ echo "  RecvMode::Blocking sockets (I/O thread reads, application thread receive
 echo "  RecvMode::BusyPoll sockets (the receiving thread reads its connection itself). In both the"
 echo "  publisher encodes and writes on its own thread, batching bursts (the I/O thread writes a"
 echo "  burst's first batch and, on a timer, a long burst's last one). libzmq: its I/O threads."
+echo "  volley sends with Publisher::send_slices from one buffer, as libzmq's bench calls zmq_send"
+echo "  (both copy the caller's bytes); the 'owned' row sends a Message made fresh for each"
+echo "  (Publisher::send, one allocation per message), blocking receive: shown, no target."
 echo "lat = ping-pong over two PUB->SUB pairs, RTT/2. blocking: recv sleeps until a message;"
 echo "  busy: volley RecvMode::BusyPoll (each thread reads and writes its connections itself);"
 echo "  libzmq busy = ZMQ_DONTWAIT receive in a spin loop (its I/O thread still sleeps in epoll)."

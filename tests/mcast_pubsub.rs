@@ -207,6 +207,30 @@ fn prefixes_filter_at_the_subscriber() {
 }
 
 #[test]
+fn send_slices_packs_borrowed_frames_into_datagrams_like_send() {
+    let ep = endpoint();
+    let mut cpu = subscriber(&ep, "cpu.", options());
+    let mut publisher = publisher(&ep, options());
+    let mut buffer = [0u8; 8];
+    for i in 0..100u64 {
+        buffer.copy_from_slice(&i.to_le_bytes());
+        let topic: &[u8] = if i % 2 == 0 { b"cpu.load" } else { b"mem.free" };
+        publisher.send_slices(&[topic, &buffer]).unwrap();
+    }
+    // Larger than a datagram: fragmented from the borrowed bytes.
+    let big = vec![5u8; 20_000];
+    publisher.send_slices(&[b"cpu.big", &big, b""]).unwrap();
+    assert!(publisher.send_slices(&[]).is_err());
+    publisher.flush(Duration::from_secs(1));
+    let got = recv_n(&mut cpu, 51);
+    for (n, m) in got[..50].iter().enumerate() {
+        let want = (2 * n as u64).to_le_bytes();
+        assert_eq!(m.frames(), &[&b"cpu.load"[..], &want[..]][..]);
+    }
+    assert_eq!(got[50].frames(), &[&b"cpu.big"[..], &big[..], b""][..]);
+}
+
+#[test]
 fn two_publishers_on_one_group_are_told_apart_by_every_subscriber() {
     let ep = endpoint();
     let mut busy = options();

@@ -691,3 +691,108 @@ fn a_subscriber_under_block_leaves_the_drops_to_the_publisher() {
     assert!(s.blocked >= 1, "the subscriber never paused: {s:?}");
     assert_eq!(publisher.stats().dropped as usize, dropped_at_publisher);
 }
+
+#[test]
+fn send_slices_copies_the_callers_bytes_filters_by_topic_and_refuses_empty() {
+    let ctx = Context::new().unwrap();
+    let (mut publisher, mut sub) = pair(&ctx, &["cpu."]);
+    let mut buffer = b"0.42".to_vec();
+    assert_eq!(publisher.send_slices(&[b"cpu.load", &buffer]).unwrap(), 1);
+    // The caller owns its buffer again as soon as the call returns.
+    buffer.copy_from_slice(b"9.99");
+    assert_eq!(publisher.send_slices(&[b"mem.free", b"1"]).unwrap(), 0);
+    let big = vec![3u8; 100_000];
+    publisher
+        .send_slices(&[b"cpu.all", b"", &big, b"end"])
+        .unwrap();
+    let m = recv(&mut sub);
+    assert_eq!(m.frames(), &[&b"cpu.load"[..], b"0.42"][..]);
+    let m = recv(&mut sub);
+    assert_eq!(m.frames().len(), 4);
+    assert_eq!(&m.frames()[0][..], b"cpu.all");
+    assert!(m.frames()[1].is_empty());
+    assert_eq!(&m.frames()[2][..], &big[..]);
+    assert_eq!(&m.frames()[3][..], b"end");
+    nothing_more(&mut sub);
+
+    for refused in [
+        publisher.send_slices(&[]),
+        publisher.send(Message::default()),
+    ] {
+        let err = refused.expect_err("an empty message was accepted");
+        assert!(err.to_string().contains("at least one frame"), "{err}");
+    }
+}
+
+/// A stalled peer: what the connection cannot take waits in the peer's queue and its
+/// overflow buffer, which must hold copies of the bytes as they were at each call.
+#[test]
+fn send_slices_that_must_wait_in_the_queue_keep_the_bytes_of_their_call() {
+    const N: usize = 1000;
+    const SIZE: usize = 16 * 1024;
+    let ctx = Context::new().unwrap();
+    let options = SocketOptions {
+        queue_capacity: 16,
+        policy: OverflowPolicy::Buffer { max_bytes: 1 << 30 },
+        ..SocketOptions::default()
+    };
+    let mut publisher = Publisher::with_options(&ctx, options).unwrap();
+    let ep = publisher.bind("tcp://127.0.0.1:0").unwrap().to_string();
+    let mut raw = raw_peer(&ep, "SUB");
+    raw.write_all(&[
+        0x04, 10, 9, b'S', b'U', b'B', b'S', b'C', b'R', b'I', b'B', b'E',
+    ])
+    .unwrap();
+    assert!(publisher.wait_for_subscribers(1, WAIT));
+    let mut buffer = vec![0u8; SIZE];
+    for i in 0..N {
+        buffer.fill(i as u8);
+        buffer[..8].copy_from_slice(&(i as u64).to_le_bytes());
+        assert_eq!(publisher.send_slices(&[b"t", &buffer]).unwrap(), 1);
+    }
+    let queued = publisher.peer_stats()[0].queue.map_or(0, |q| q.pushed);
+    assert!(
+        queued > 0,
+        "16 MB never filled the connection: nothing was queued"
+    );
+    assert_eq!(publisher.stats().dropped, 0);
+
+    raw.set_read_timeout(Some(Duration::from_millis(500)))
+        .unwrap();
+    let mut stream = Vec::new();
+    let mut chunk = vec![0u8; 1 << 20];
+    let deadline = Instant::now() + WAIT;
+    while count_messages(&stream) < N && Instant::now() < deadline {
+        if let Ok(n) = raw.read(&mut chunk) {
+            assert!(n > 0, "the publisher closed the connection");
+            stream.extend_from_slice(&chunk[..n]);
+        }
+    }
+    let payloads = message_frames(&stream);
+    assert_eq!(payloads.len(), N);
+    for (i, frames) in payloads.iter().enumerate() {
+        assert_eq!(frames.len(), 2, "message {i}");
+        let (seq, rest) = frames[1].split_at(8);
+        assert_eq!(u64::from_le_bytes(seq.try_into().unwrap()), i as u64);
+        assert!(rest.iter().all(|&b| b == i as u8), "message {i} changed");
+    }
+}
+
+/// The frames of each complete message in a ZMTP byte stream after its 64-byte greeting
+/// (commands skipped).
+pub fn message_frames(stream: &[u8]) -> Vec<Vec<&[u8]>> {
+    use volley::wire::zmtp::{decode_frame, Decoded};
+    let mut rest = stream.get(64..).unwrap_or_default();
+    let mut messages = Vec::new();
+    let mut frames = Vec::new();
+    while let Ok(Decoded::Done(frame)) = decode_frame(rest, u64::MAX) {
+        if !frame.header.kind.is_command() {
+            frames.push(frame.body);
+            if !frame.header.kind.more() {
+                messages.push(std::mem::take(&mut frames));
+            }
+        }
+        rest = &rest[frame.header.frame_len()..];
+    }
+    messages
+}

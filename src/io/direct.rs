@@ -19,11 +19,11 @@ use std::io;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use bytes::{Bytes, BytesMut};
+use bytes::BytesMut;
 
 use super::stream::Stream;
 use super::BURST_GAP;
-use crate::proto::zmtp::{Message, Session};
+use crate::proto::zmtp::{FrameBody, Message, Session};
 use crate::socket::PeerShared;
 
 pub(crate) struct ConnIo {
@@ -111,9 +111,9 @@ pub(crate) enum DirectSend {
     Broken,
 }
 
-fn frames_len(frames: &[Bytes]) -> usize {
+fn frames_len<F: AsRef<[u8]>>(frames: &[F]) -> usize {
     // Frame headers are 2 or 9 bytes; the estimate only decides when to write.
-    frames.iter().map(|f| f.len() + 2).sum()
+    frames.iter().map(|f| f.as_ref().len() + 2).sum()
 }
 
 /// A connection handed to a busy-polling user thread.
@@ -178,7 +178,7 @@ impl ConnIo {
     /// batch of a burst) or when the flush timer expires (the tail of a sustained burst,
     /// see [`SUSTAINED_FLUSH_DELAY`]), so a burst of small messages costs one system call
     /// per batch, not per message.
-    pub(crate) fn send_direct(&mut self, frames: &[Bytes]) -> DirectSend {
+    pub(crate) fn send_direct<F: FrameBody>(&mut self, frames: &[F]) -> DirectSend {
         if self.failed || self.closed {
             return DirectSend::Broken;
         }

@@ -109,9 +109,9 @@ impl McastTx {
 
     /// Queues one message and sends whatever is due now. Returns whether the I/O thread
     /// must be woken to honour an earlier deadline (a linger that just started).
-    pub(crate) fn send(
+    pub(crate) fn send<B: AsRef<[u8]>>(
         &mut self,
-        frames: &[Bytes],
+        frames: &[B],
         clock: &mut LazyNow,
     ) -> Result<bool, SendError> {
         // A datagram is open only during a burst (or the linger after one), and its linger

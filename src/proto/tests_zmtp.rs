@@ -618,7 +618,7 @@ fn multipart_message_pub_to_sub() {
 fn empty_message_is_refused() {
     let mut link = Link::pub_sub();
     assert_eq!(
-        link.a.session.send_message(&[]),
+        link.a.session.send_message::<Bytes>(&[]),
         Err(SessionError::EmptyMessage)
     );
     assert!(

@@ -106,6 +106,26 @@ pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
 /// kernel's per-segment work it replaces, and keeps the `iovec` count of a burst low.
 pub const INLINE_BODY_MAX: usize = 4096;
 
+/// A frame body a [`Session`] can send: [`Bytes`], which a large frame is queued by
+/// reference as, or borrowed bytes (`&[u8]`), which are copied into the output batch
+/// whatever their size (the caller keeps its buffer, as with `zmq_send`).
+pub trait FrameBody: AsRef<[u8]> {
+    /// The body as shared `Bytes` without copying it, if it is held that way.
+    fn shared(&self) -> Option<Bytes>;
+}
+
+impl FrameBody for Bytes {
+    fn shared(&self) -> Option<Bytes> {
+        Some(self.clone())
+    }
+}
+
+impl FrameBody for &[u8] {
+    fn shared(&self) -> Option<Bytes> {
+        None
+    }
+}
+
 /// Command frames may always be this large, even under a smaller message size limit, so
 /// that a tiny limit does not break READY (which carries metadata) or subscriptions.
 const MIN_COMMAND_LIMIT: u64 = 64 * 1024;
@@ -930,7 +950,7 @@ impl Session {
     ///
     /// Allowed before the handshake completes: the message is held back until the peer's
     /// READY is accepted, and dropped if the peer is refused.
-    pub fn send_message(&mut self, frames: &[Bytes]) -> Result<(), SessionError> {
+    pub fn send_message<F: FrameBody>(&mut self, frames: &[F]) -> Result<(), SessionError> {
         if let Some(err) = &self.failed {
             return Err(err.clone());
         }
@@ -949,13 +969,18 @@ impl Session {
         Ok(())
     }
 
-    fn queue_frame(&mut self, body: &Bytes, more: bool) {
+    fn queue_frame<F: FrameBody>(&mut self, body: &F, more: bool) {
         let kind = FrameKind::Message { more };
-        put_frame_header(&mut self.out.batch, kind, body.len());
-        if body.len() <= INLINE_BODY_MAX {
-            self.out.batch.put_slice(body);
+        let bytes = body.as_ref();
+        put_frame_header(&mut self.out.batch, kind, bytes.len());
+        let shared = if bytes.len() > INLINE_BODY_MAX {
+            body.shared()
         } else {
-            self.out.push(Chunk::Data(body.clone()));
+            None
+        };
+        match shared {
+            Some(shared) => self.out.push(Chunk::Data(shared)),
+            None => self.out.batch.put_slice(bytes),
         }
     }
 
@@ -1201,5 +1226,32 @@ mod tests {
         };
         assert_eq!(queued.as_ptr(), big.as_ptr(), "large body was copied");
         assert_eq!(session.out.batch.len(), 9 + INLINE_BODY_MAX);
+    }
+
+    #[test]
+    fn borrowed_frames_put_the_same_bytes_on_the_wire_copied_into_the_batch() {
+        let big = vec![1u8; INLINE_BODY_MAX + 1];
+        let (mut shared, _) = ready_pair(SocketType::Pub, SocketType::Sub);
+        let (mut borrowed, _) = ready_pair(SocketType::Pub, SocketType::Sub);
+        let (mut want, mut got) = (Vec::new(), Vec::new());
+        shared.write_to(&mut want).unwrap();
+        borrowed.write_to(&mut got).unwrap();
+        shared
+            .send_message(&[Bytes::from_static(b"t"), Bytes::from(big.clone())])
+            .unwrap();
+        borrowed.send_message(&[&b"t"[..], &big[..]]).unwrap();
+        // A borrowed body cannot be held by reference: even a large one is copied.
+        assert!(
+            borrowed.out.chunks.is_empty(),
+            "borrowed body queued as a chunk"
+        );
+        assert_eq!(borrowed.out.batch.len(), 2 + 1 + 9 + big.len());
+        shared.write_to(&mut want).unwrap();
+        borrowed.write_to(&mut got).unwrap();
+        assert_eq!(got, want);
+        assert_eq!(
+            borrowed.send_message::<&[u8]>(&[]),
+            Err(SessionError::EmptyMessage)
+        );
     }
 }

@@ -117,7 +117,8 @@ impl Pusher {
 
     /// Gives `message` to one peer (see the type's documentation for which); returns
     /// whether one took it, `false` when it was dropped (and counted). With the Block
-    /// policy this may wait for room or for a peer.
+    /// policy this may wait for room or for a peer. An empty message (no frame) is refused
+    /// with an error.
     pub fn send(&mut self, message: Message) -> Result<bool, Error> {
         self.inner.send_round_robin(message)
     }

@@ -111,14 +111,18 @@ impl Peer {
 /// It waits for the connection's lock: the I/O thread holds it only to write or read a
 /// chunk, and taking the ring instead would send every later message through the ring
 /// too (to keep the order) until the I/O thread drained it.
-fn write_directly(peer: &mut Peer, message: &Message) -> Option<DirectSend> {
+fn write_directly(peer: &mut Peer, message: &Outgoing) -> Option<DirectSend> {
     let mut io = lock(&peer.link.direct);
     // Under the lock the I/O thread is not draining the ring: if it is empty, every
     // earlier message is already in the session, ahead of this one.
     if io.closed || !peer.link.queue.is_empty() {
         return None;
     }
-    let sent = io.send_direct(message.frames());
+    let sent = match message {
+        Outgoing::Borrowed(frames) => io.send_direct(frames),
+        Outgoing::Owned(m) => io.send_direct(m.frames()),
+        Outgoing::Shared(m) => io.send_direct(m.frames()),
+    };
     peer.link
         .shared
         .unsent_bytes
@@ -135,29 +139,57 @@ fn write_directly(peer: &mut Peer, message: &Message) -> Option<DirectSend> {
     }
 }
 
-/// A message being fanned out: owned until a ring needs a shared reference to it.
-enum Outgoing {
+/// A message being fanned out: borrowed from the caller, or owned, until a ring needs a
+/// shared reference to it. A borrowed message becomes a [`Message`] (a copy) only then;
+/// a direct write or a multicast group copies it straight into its batch or datagram.
+enum Outgoing<'a> {
+    Borrowed(&'a [&'a [u8]]),
     Owned(Message),
     Shared(Arc<Message>),
 }
 
-impl Outgoing {
-    fn get(&self) -> &Message {
+impl Outgoing<'_> {
+    /// The first frame, which subscriptions match.
+    fn topic(&self) -> &[u8] {
         match self {
-            Outgoing::Owned(m) => m,
-            Outgoing::Shared(m) => m,
+            Outgoing::Borrowed(frames) => frames.first().copied().unwrap_or_default(),
+            Outgoing::Owned(m) => m.topic(),
+            Outgoing::Shared(m) => m.topic(),
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        match self {
+            Outgoing::Borrowed(frames) => frames.is_empty(),
+            Outgoing::Owned(m) => m.is_empty(),
+            Outgoing::Shared(m) => m.is_empty(),
+        }
+    }
+
+    fn byte_len(&self) -> usize {
+        match self {
+            Outgoing::Borrowed(frames) => frames.iter().map(|f| f.len()).sum(),
+            Outgoing::Owned(m) => m.byte_len(),
+            Outgoing::Shared(m) => m.byte_len(),
         }
     }
 
     fn shared(&mut self) -> Arc<Message> {
-        let shared = match self {
-            // Taking leaves an empty message behind for the instant before the swap.
-            Outgoing::Owned(m) => Arc::new(std::mem::take(m)),
-            Outgoing::Shared(m) => return m.clone(),
+        // The placeholder is an empty message, for the instant before the swap.
+        let shared = match std::mem::replace(self, Outgoing::Owned(Message::default())) {
+            Outgoing::Borrowed(frames) => Arc::new(Message::new(
+                frames.iter().map(|f| Bytes::copy_from_slice(f)).collect(),
+            )),
+            Outgoing::Owned(m) => Arc::new(m),
+            Outgoing::Shared(m) => m,
         };
         *self = Outgoing::Shared(shared.clone());
         shared
     }
+}
+
+fn no_frames() -> Error {
+    Error::InvalidOption("a message needs at least one frame".into())
 }
 
 fn drops(s: &RingStats) -> u64 {
@@ -235,23 +267,43 @@ impl Publisher {
 
     /// Queues `message` for every subscriber whose subscriptions match its first frame;
     /// returns how many took it. A peer whose queue refuses it counts the drop (see
-    /// [`stats`](Self::stats)); with the Block policy this waits for room.
+    /// [`stats`](Self::stats)); with the Block policy this waits for room. An empty
+    /// message (no frame) is refused with an error.
     pub fn send(&mut self, message: Message) -> Result<usize, Error> {
+        self.fan_out(Outgoing::Owned(message))
+    }
+
+    /// Sends a message made of copies of `frames` (topic first): [`send`](Self::send)
+    /// for bytes the caller keeps, as `zmq_send` copies from its buffer. A message
+    /// written to a connection directly is copied into the connection's batch, and one
+    /// for a multicast group into its datagram: neither allocates. One that must wait in
+    /// a peer's queue is copied into a [`Message`] once, shared by every peer that
+    /// queues it.
+    ///
+    /// An empty `frames` is refused, as an empty message is by `send`: a ZMTP message has
+    /// at least one frame.
+    pub fn send_slices(&mut self, frames: &[&[u8]]) -> Result<usize, Error> {
+        self.fan_out(Outgoing::Borrowed(frames))
+    }
+
+    fn fan_out(&mut self, mut message: Outgoing<'_>) -> Result<usize, Error> {
+        if message.is_empty() {
+            return Err(no_frames());
+        }
         self.attach_new_peers();
         if self.peers.is_empty() && !self.groups.is_empty() {
             // Multicast only: the groups encode it here, so it needs no shared copy.
             return self.send_to_groups(&message);
         }
-        let mut message = Outgoing::Owned(message);
         let mut queued = 0;
         let mut any_closed = false;
         let mut kick = false;
         for peer in &mut self.peers {
             peer.refresh();
-            if !peer.subscriptions.matches(message.get().topic()) {
+            if !peer.subscriptions.matches(message.topic()) {
                 continue;
             }
-            match write_directly(peer, message.get()) {
+            match write_directly(peer, &message) {
                 Some(DirectSend::Sent) => {
                     queued += 1;
                     continue;
@@ -284,7 +336,7 @@ impl Publisher {
             self.retire_closed_peers();
         }
         if !self.groups.is_empty() {
-            queued += self.send_to_groups(message.get())?;
+            queued += self.send_to_groups(&message)?;
         }
         Ok(queued)
     }
@@ -297,6 +349,9 @@ impl Publisher {
     /// one and every other policy drops the message. A message nobody took is counted
     /// in `stats().dropped`. Returns whether a peer took it.
     pub(crate) fn send_round_robin(&mut self, message: Message) -> Result<bool, Error> {
+        if message.is_empty() {
+            return Err(no_frames());
+        }
         let mut message = Outgoing::Owned(message);
         let taken = match self.offer(&mut message) {
             Offer::Taken => true,
@@ -367,7 +422,7 @@ impl Publisher {
         for i in 0..n {
             let at = (start + i) % n;
             let peer = &mut self.peers[at];
-            match write_directly(peer, message.get()) {
+            match write_directly(peer, message) {
                 Some(DirectSend::Sent) => {
                     taken = Some(at);
                     break;
@@ -424,20 +479,22 @@ impl Publisher {
 
     /// Encodes and sends on this thread: no hand-off to the I/O thread, which only runs
     /// the timers (linger, heartbeats) and answers NAKs.
-    fn send_to_groups(&mut self, message: &Message) -> Result<usize, Error> {
+    fn send_to_groups(&mut self, message: &Outgoing<'_>) -> Result<usize, Error> {
         let mut clock = LazyNow::default();
         let mut wake = false;
         for group in &self.groups {
-            match lock(group).send(message.frames(), &mut clock) {
+            let mut group = lock(group);
+            let sent = match message {
+                Outgoing::Borrowed(frames) => group.send(frames, &mut clock),
+                Outgoing::Owned(m) => group.send(m.frames(), &mut clock),
+                Outgoing::Shared(m) => group.send(m.frames(), &mut clock),
+            };
+            match sent {
                 Ok(w) => wake |= w,
                 Err(SendError::TooLarge { size, max }) => {
                     return Err(Error::TooLarge { size, max })
                 }
-                Err(SendError::Empty) => {
-                    return Err(Error::InvalidOption(
-                        "a message needs at least one frame".into(),
-                    ))
-                }
+                Err(SendError::Empty) => return Err(no_frames()),
             }
         }
         if wake {
