@@ -637,6 +637,9 @@ pub struct Session {
     /// Frames of the message being received, and their total size.
     partial: Message,
     partial_size: u64,
+    /// Where [`Session::take_data_frames`] found each body (start, length, MORE); kept
+    /// to reuse its allocation.
+    scanned: Vec<(usize, usize, bool)>,
     peer_subscriptions: SubscriptionTable,
     out: OutQueue,
     /// A gate is (or was) queued; later pre-handshake messages queue behind it.
@@ -691,6 +694,7 @@ impl Session {
             events: VecDeque::new(),
             partial: Message::default(),
             partial_size: 0,
+            scanned: Vec::new(),
             peer_subscriptions: SubscriptionTable::new(),
             out,
             gate_queued: false,
@@ -797,6 +801,9 @@ impl Session {
                     }
                 }
             }
+            if self.phase == Phase::Ready {
+                self.take_data_frames(input, on_message);
+            }
             // Before READY every frame is held to the command limit: a message frame is
             // refused whatever its size.
             let command_limit = self.config.max_message_size.max(MIN_COMMAND_LIMIT);
@@ -837,6 +844,59 @@ impl Session {
                 FrameKind::Message { more } => self.on_message_frame(body, more, on_message),
             }
         }
+    }
+
+    /// The fast path of a ready session that receives messages: the run of complete data
+    /// frames at the front of `input` within the size limit is split off in one piece,
+    /// and each body handed on as a slice of it. A `BytesMut::split_to` per frame cost
+    /// 68 instructions (callgrind, 64 B messages of two frames); a slice costs a
+    /// reference count. Stops at anything else (a command, an incomplete frame, one the
+    /// limit or the header checks refuse), which the general loop then decodes and
+    /// reports exactly as before. Publishers, which read subscriptions from data
+    /// frames, take the general loop only.
+    fn take_data_frames(
+        &mut self,
+        input: &mut BytesMut,
+        on_message: &mut Option<&mut dyn FnMut(Message)>,
+    ) {
+        if matches!(self.config.socket_type, SocketType::Pub | SocketType::XPub) {
+            return;
+        }
+        let mut scanned = std::mem::take(&mut self.scanned);
+        scanned.clear();
+        let mut end = 0;
+        let mut partial_size = self.partial_size;
+        while let Some(rest) = input.get(end..) {
+            if rest.first().is_none_or(|&flags| flags & FLAG_COMMAND != 0) {
+                break;
+            }
+            let limit = self.config.max_message_size.saturating_sub(partial_size);
+            let Ok(Decoded::Done(header)) = decode_frame_header(rest, limit) else {
+                break;
+            };
+            let FrameKind::Message { more } = header.kind else {
+                break;
+            };
+            if rest.len() < header.frame_len() {
+                break;
+            }
+            scanned.push((end + header.header_len, header.body_len, more));
+            // As `on_message_frame` counts it: the frames of the message so far.
+            partial_size = if more {
+                partial_size.saturating_add(header.body_len as u64)
+            } else {
+                0
+            };
+            end += header.frame_len();
+        }
+        if !scanned.is_empty() {
+            let frames = input.split_to(end).freeze();
+            self.ttl_deadline = None;
+            for &(start, len, more) in &scanned {
+                self.on_message_frame(frames.slice(start..start + len), more, on_message);
+            }
+        }
+        self.scanned = scanned;
     }
 
     fn on_command(&mut self, body: &[u8], now: Instant) -> Result<(), SessionError> {
@@ -911,8 +971,13 @@ impl Session {
     ) {
         let publisher = matches!(self.config.socket_type, SocketType::Pub | SocketType::XPub);
         // Like libzmq's XPUB, every data frame from a subscriber is inspected, not just
-        // the first of a message.
-        match Subscription::from_message_body(&body).filter(|_| publisher) {
+        // the first of a message; no other socket looks.
+        let subscription = if publisher {
+            Subscription::from_message_body(&body)
+        } else {
+            None
+        };
+        match subscription {
             Some(subscription) => self.on_subscription(subscription),
             None => {
                 self.partial_size = self.partial_size.saturating_add(body.len() as u64);
