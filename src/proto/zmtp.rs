@@ -257,6 +257,16 @@ impl Message {
         }
     }
 
+    /// A one-frame message, built whole.
+    pub(crate) fn single(frame: Bytes) -> Message {
+        Message {
+            frames: Frames::Inline {
+                len: 1,
+                frames: [frame, Bytes::new()],
+            },
+        }
+    }
+
     /// Appends a frame.
     pub fn push_frame(&mut self, frame: Bytes) {
         match &mut self.frames {

@@ -457,6 +457,51 @@ fn small_messages_are_packed_large_ones_fragmented_and_all_arrive() {
 }
 
 #[test]
+fn delivered_messages_keep_every_frame_and_count_their_bytes() {
+    let now = Instant::now();
+    let mut tx = Sender::new(SenderConfig::default(), 9, now).unwrap();
+    let mut rx = Receiver::new(ReceiverConfig::default(), now).unwrap();
+    let from = addr(1, 5000);
+    let mut buf = vec![0u8; 65536];
+    let mut transfer = |tx: &mut Sender, rx: &mut Receiver| {
+        tx.flush();
+        while let Some(len) = tx.poll_transmit(now, &mut buf) {
+            rx.handle_datagram_bytes(now, Bytes::copy_from_slice(&buf[..len]), from);
+        }
+    };
+    let big = vec![4u8; 5000];
+    let sent: Vec<Vec<&[u8]>> = vec![
+        vec![b"one"],
+        vec![b"t", b"two"],
+        vec![b"t", b"", b"three", b"3"],
+        vec![b""],
+        vec![b"frag", &big, b"end"],
+    ];
+    // Packed together, then one alone in its datagram, then fragmented.
+    for message in &sent[..4] {
+        tx.send_message(message, now).unwrap();
+    }
+    transfer(&mut tx, &mut rx);
+    tx.send_message(&sent[0], now).unwrap();
+    transfer(&mut tx, &mut rx);
+    tx.send_message(&sent[4], now).unwrap();
+    transfer(&mut tx, &mut rx);
+    let mut got = Vec::new();
+    while let Some((_, message)) = rx.poll_message() {
+        got.push(message);
+    }
+    let want: Vec<&Vec<&[u8]>> = sent[..4].iter().chain([&sent[0], &sent[4]]).collect();
+    assert_eq!(got.len(), want.len());
+    for (message, frames) in got.iter().zip(&want) {
+        assert_eq!(message.frames(), frames.as_slice());
+    }
+    let stats = rx.stats().publishers[0].1.clone();
+    assert_eq!(stats.delivered_messages, 6);
+    let bytes: usize = want.iter().flat_map(|m| m.iter()).map(|f| f.len()).sum();
+    assert_eq!(stats.delivered_bytes, bytes as u64);
+}
+
+#[test]
 fn transmit_due_agrees_with_poll_transmit() {
     // The I/O layer skips the poll when transmit_due says nothing is due: a false "no"
     // would strand a datagram until the next timer.
