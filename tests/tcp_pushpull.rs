@@ -30,6 +30,16 @@ fn job_number(m: &Message) -> usize {
 /// returns the job numbers each one got.
 #[track_caller]
 fn drain(pullers: &mut [Puller], total: usize) -> Vec<Vec<usize>> {
+    drain_checked(pullers, total, |_| {})
+}
+
+/// [`drain`], passing every message to `check` first.
+#[track_caller]
+fn drain_checked(
+    pullers: &mut [Puller],
+    total: usize,
+    check: impl Fn(&Message),
+) -> Vec<Vec<usize>> {
     let deadline = Instant::now() + WAIT;
     let mut got = vec![Vec::new(); pullers.len()];
     while got.iter().map(Vec::len).sum::<usize>() < total {
@@ -40,6 +50,7 @@ fn drain(pullers: &mut [Puller], total: usize) -> Vec<Vec<usize>> {
         );
         for (i, p) in pullers.iter_mut().enumerate() {
             while let Some(m) = p.try_recv().unwrap() {
+                check(&m);
                 got[i].push(job_number(&m));
             }
         }
@@ -134,12 +145,17 @@ fn read_raw_until(
 
 #[test]
 fn two_pullers_share_the_load_and_each_message_arrives_once() {
-    for mode in [RecvMode::Blocking, RecvMode::BusyPoll] {
-        share_the_load(mode);
+    for (mode, slices) in [
+        (RecvMode::Blocking, false),
+        (RecvMode::BusyPoll, false),
+        (RecvMode::Blocking, true),
+    ] {
+        share_the_load(mode, slices);
     }
 }
 
-fn share_the_load(mode: RecvMode) {
+/// `slices`: the pusher sends with `send_slices` from one buffer it rewrites.
+fn share_the_load(mode: RecvMode, slices: bool) {
     const N: usize = 2000;
     let ctx = Context::new().unwrap();
     let mut pusher = Pusher::with_options(&ctx, SocketOptions::default()).unwrap();
@@ -150,8 +166,16 @@ fn share_the_load(mode: RecvMode) {
     };
     let mut workers = pullers_with(&ctx, 2, &ep, options);
     assert!(pusher.wait_for_peers(2, WAIT));
+    let mut number = String::new();
     for n in 0..N {
-        assert!(pusher.send(job(n)).unwrap(), "job {n} was not taken");
+        let taken = if slices {
+            number.clear();
+            number.push_str(&n.to_string());
+            pusher.send_slices(&[b"job", number.as_bytes()]).unwrap()
+        } else {
+            pusher.send(job(n)).unwrap()
+        };
+        assert!(taken, "job {n} was not taken");
     }
     let got = drain(&mut workers, N);
     nothing_more(&mut workers);
@@ -360,13 +384,27 @@ fn block_to_volley_pullers_delivers_every_message_once() {
     let mut workers = pullers_with(&ctx, 2, &ep, room);
     assert!(pusher.wait_for_peers(2, WAIT));
     let receiver = std::thread::spawn(move || {
-        let got = drain(&mut workers, N);
+        let got = drain_checked(&mut workers, N, |m| {
+            let n = job_number(m);
+            let fill = if n % 2 == 1 { n as u8 } else { 7 };
+            assert!(m.frames()[2].iter().all(|&b| b == fill), "job {n} changed");
+        });
         (got, workers)
     });
     let payload = bytes::Bytes::from(vec![7u8; 4096]);
+    let mut buffer = vec![0u8; 4096];
     for n in 0..N {
-        let m = tagged_job(n.to_string(), n, &payload);
-        assert!(pusher.send(m).unwrap());
+        // Every other job from a rewritten buffer: through the peers' queues (8 deep)
+        // too, which must hold copies of what it held at the call.
+        if n % 2 == 1 {
+            buffer.fill(n as u8);
+            let (tag, number) = (n.to_string(), n.to_string());
+            assert!(pusher
+                .send_slices(&[tag.as_bytes(), number.as_bytes(), &buffer])
+                .unwrap());
+        } else {
+            assert!(pusher.send(tagged_job(n.to_string(), n, &payload)).unwrap());
+        }
     }
     let (got, workers) = receiver.join().unwrap();
     exactly_once(&got, 0..N);

@@ -123,6 +123,15 @@ impl Pusher {
         self.inner.send_round_robin(message)
     }
 
+    /// Like [`send`](Self::send), for a message made of copies of `frames`: written to
+    /// a connection directly it is copied into the connection's batch and allocates
+    /// nothing; one that must wait in a peer's queue is copied into a [`Message`] once
+    /// (see [`Publisher::send_slices`](super::Publisher::send_slices)). An empty
+    /// `frames` is refused.
+    pub fn send_slices(&mut self, frames: &[&[u8]]) -> Result<bool, Error> {
+        self.inner.send_round_robin_slices(frames)
+    }
+
     /// Peers connected now (handshake done).
     pub fn peer_count(&mut self) -> usize {
         self.inner.peer_count()

@@ -349,10 +349,19 @@ impl Publisher {
     /// one and every other policy drops the message. A message nobody took is counted
     /// in `stats().dropped`. Returns whether a peer took it.
     pub(crate) fn send_round_robin(&mut self, message: Message) -> Result<bool, Error> {
+        self.hand_to_one(Outgoing::Owned(message))
+    }
+
+    /// [`send_round_robin`](Self::send_round_robin) of a message borrowed from the
+    /// caller, copied as [`send_slices`](Self::send_slices) copies it.
+    pub(crate) fn send_round_robin_slices(&mut self, frames: &[&[u8]]) -> Result<bool, Error> {
+        self.hand_to_one(Outgoing::Borrowed(frames))
+    }
+
+    fn hand_to_one(&mut self, mut message: Outgoing<'_>) -> Result<bool, Error> {
         if message.is_empty() {
             return Err(no_frames());
         }
-        let mut message = Outgoing::Owned(message);
         let taken = match self.offer(&mut message) {
             Offer::Taken => true,
             Offer::Full(_) | Offer::NoPeer
