@@ -647,9 +647,6 @@ pub struct Session {
     /// Frames of the message being received, and their total size.
     partial: Message,
     partial_size: u64,
-    /// Where [`Session::take_data_frames`] found each body (start, length, MORE); kept
-    /// to reuse its allocation.
-    scanned: Vec<(usize, usize, bool)>,
     peer_subscriptions: SubscriptionTable,
     out: OutQueue,
     /// A gate is (or was) queued; later pre-handshake messages queue behind it.
@@ -704,7 +701,6 @@ impl Session {
             events: VecDeque::new(),
             partial: Message::default(),
             partial_size: 0,
-            scanned: Vec::new(),
             peer_subscriptions: SubscriptionTable::new(),
             out,
             gate_queued: false,
@@ -872,8 +868,6 @@ impl Session {
         if matches!(self.config.socket_type, SocketType::Pub | SocketType::XPub) {
             return;
         }
-        let mut scanned = std::mem::take(&mut self.scanned);
-        scanned.clear();
         let mut end = 0;
         let mut partial_size = self.partial_size;
         while let Some(rest) = input.get(end..) {
@@ -890,7 +884,6 @@ impl Session {
             if rest.len() < header.frame_len() {
                 break;
             }
-            scanned.push((end + header.header_len, header.body_len, more));
             // As `on_message_frame` counts it: the frames of the message so far.
             partial_size = if more {
                 partial_size.saturating_add(header.body_len as u64)
@@ -899,14 +892,22 @@ impl Session {
             };
             end += header.frame_len();
         }
-        if !scanned.is_empty() {
-            let frames = input.split_to(end).freeze();
-            self.ttl_deadline = None;
-            for &(start, len, more) in &scanned {
-                self.on_message_frame(frames.slice(start..start + len), more, on_message);
-            }
+        if end == 0 {
+            return;
         }
-        self.scanned = scanned;
+        self.ttl_deadline = None;
+        let frames = input.split_to(end).freeze();
+        // Walked again: the headers were checked above, and a second decode costs less
+        // than keeping where each body lay.
+        let mut at = 0;
+        while let Ok(Decoded::Done(header)) = decode_frame_header(&frames[at..], u64::MAX) {
+            let FrameKind::Message { more } = header.kind else {
+                break;
+            };
+            let body = at + header.header_len;
+            self.on_message_frame(frames.slice(body..body + header.body_len), more, on_message);
+            at += header.frame_len();
+        }
     }
 
     fn on_command(&mut self, body: &[u8], now: Instant) -> Result<(), SessionError> {

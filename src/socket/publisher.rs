@@ -118,10 +118,9 @@ fn write_directly(peer: &mut Peer, message: &Outgoing) -> Option<DirectSend> {
     if io.closed || !peer.link.queue.is_empty() {
         return None;
     }
-    let sent = match message {
-        Outgoing::Borrowed(frames) => io.send_direct(frames),
-        Outgoing::Owned(m) => io.send_direct(m.frames()),
-        Outgoing::Shared(m) => io.send_direct(m.frames()),
+    let sent = match message.as_message() {
+        Ok(m) => io.send_direct(m.frames()),
+        Err(frames) => io.send_direct(frames),
     };
     peer.link
         .shared
@@ -148,37 +147,42 @@ enum Outgoing<'a> {
     Shared(Arc<Message>),
 }
 
-impl Outgoing<'_> {
+impl<'a> Outgoing<'a> {
+    /// The message, or the caller's frames when it is borrowed.
+    fn as_message(&self) -> Result<&Message, &'a [&'a [u8]]> {
+        match self {
+            Outgoing::Borrowed(frames) => Err(frames),
+            Outgoing::Owned(m) => Ok(m),
+            Outgoing::Shared(m) => Ok(m),
+        }
+    }
+
     /// The first frame, which subscriptions match.
     fn topic(&self) -> &[u8] {
-        match self {
-            Outgoing::Borrowed(frames) => frames.first().copied().unwrap_or_default(),
-            Outgoing::Owned(m) => m.topic(),
-            Outgoing::Shared(m) => m.topic(),
+        match self.as_message() {
+            Ok(m) => m.topic(),
+            Err(frames) => frames.first().copied().unwrap_or_default(),
         }
     }
 
     fn is_empty(&self) -> bool {
-        match self {
-            Outgoing::Borrowed(frames) => frames.is_empty(),
-            Outgoing::Owned(m) => m.is_empty(),
-            Outgoing::Shared(m) => m.is_empty(),
-        }
+        self.as_message()
+            .map_or_else(<[_]>::is_empty, Message::is_empty)
     }
 
     fn byte_len(&self) -> usize {
-        match self {
-            Outgoing::Borrowed(frames) => frames.iter().map(|f| f.len()).sum(),
-            Outgoing::Owned(m) => m.byte_len(),
-            Outgoing::Shared(m) => m.byte_len(),
+        match self.as_message() {
+            Ok(m) => m.byte_len(),
+            Err(frames) => frames.iter().map(|f| f.len()).sum(),
         }
     }
 
     fn shared(&mut self) -> Arc<Message> {
         // The placeholder is an empty message, for the instant before the swap.
         let shared = match std::mem::replace(self, Outgoing::Owned(Message::default())) {
-            Outgoing::Borrowed(frames) => Arc::new(Message::new(
-                frames.iter().map(|f| Bytes::copy_from_slice(f)).collect(),
+            // Frame by frame: two fit the message itself, with no list to allocate.
+            Outgoing::Borrowed(frames) => Arc::new(Message::from_parts(
+                frames.iter().map(|f| Bytes::copy_from_slice(f)),
             )),
             Outgoing::Owned(m) => Arc::new(m),
             Outgoing::Shared(m) => m,
@@ -493,10 +497,9 @@ impl Publisher {
         let mut wake = false;
         for group in &self.groups {
             let mut group = lock(group);
-            let sent = match message {
-                Outgoing::Borrowed(frames) => group.send(frames, &mut clock),
-                Outgoing::Owned(m) => group.send(m.frames(), &mut clock),
-                Outgoing::Shared(m) => group.send(m.frames(), &mut clock),
+            let sent = match message.as_message() {
+                Ok(m) => group.send(m.frames(), &mut clock),
+                Err(frames) => group.send(frames, &mut clock),
             };
             match sent {
                 Ok(w) => wake |= w,
