@@ -78,15 +78,14 @@ impl Stream {
         }
         let spare = buf.spare_capacity_mut();
         let (ptr, room) = (spare.as_mut_ptr(), spare.len());
-        let fd = match self {
-            Stream::Tcp(s) => s.as_raw_fd(),
-            Stream::Unix(s) => s.as_raw_fd(),
-        };
+        let fd = self.fd();
         loop {
+            // `recv`, not `read`: on a socket it skips the file layer's checks, a
+            // saving on every empty poll of a busy-polling reader.
             // SAFETY: `ptr` points to `room` bytes of `buf`'s spare capacity, which
             // nothing else borrows during the call; the kernel writes at most `room`
             // bytes there, and writing to uninitialized memory is what it is for.
-            let n = unsafe { libc::read(fd, ptr.cast(), room) };
+            let n = unsafe { libc::recv(fd, ptr.cast(), room, 0) };
             if n < 0 {
                 let err = io::Error::last_os_error();
                 if err.kind() == io::ErrorKind::Interrupted {
@@ -102,6 +101,13 @@ impl Stream {
         }
     }
 
+    fn fd(&self) -> std::os::fd::RawFd {
+        match self {
+            Stream::Tcp(s) => s.as_raw_fd(),
+            Stream::Unix(s) => s.as_raw_fd(),
+        }
+    }
+
     pub(crate) fn peer_name(&self) -> String {
         match self {
             Stream::Tcp(s) => s
@@ -110,6 +116,15 @@ impl Stream {
                 .unwrap_or_else(|_| "tcp://?".into()),
             Stream::Unix(_) => "ipc peer".into(),
         }
+    }
+}
+
+/// A `send` family call's return value as a byte count or the error it set.
+fn sent(n: libc::ssize_t) -> io::Result<usize> {
+    if n < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(n as usize)
     }
 }
 
@@ -122,18 +137,38 @@ impl Read for Stream {
     }
 }
 
+// `send` and `sendmsg` rather than `write` and `writev`: they skip the file layer, and
+// `MSG_NOSIGNAL` turns a write to a connection the peer closed into `EPIPE` even in a
+// process that has not ignored SIGPIPE (one whose `main` is not Rust's).
 impl Write for Stream {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        match self {
-            Stream::Tcp(s) => s.write(buf),
-            Stream::Unix(s) => s.write(buf),
+        let fd = self.fd();
+        loop {
+            // SAFETY: `buf` is a live slice of `buf.len()` bytes the kernel only reads.
+            let n = unsafe { libc::send(fd, buf.as_ptr().cast(), buf.len(), libc::MSG_NOSIGNAL) };
+            match sent(n) {
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                r => return r,
+            }
         }
     }
 
     fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
-        match self {
-            Stream::Tcp(s) => s.write_vectored(bufs),
-            Stream::Unix(s) => s.write_vectored(bufs),
+        let fd = self.fd();
+        // SAFETY: an all-zero `msghdr` is valid (no address, no control data).
+        let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+        // `IoSlice` is ABI-compatible with `iovec` on Unix (std guarantees it); the kernel
+        // only reads through the pointer.
+        msg.msg_iov = bufs.as_ptr() as *mut libc::iovec;
+        msg.msg_iovlen = bufs.len() as _;
+        loop {
+            // SAFETY: `msg` points at `bufs`, live slices the kernel only reads, for the
+            // duration of the call.
+            let n = unsafe { libc::sendmsg(fd, &msg, libc::MSG_NOSIGNAL) };
+            match sent(n) {
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                r => return r,
+            }
         }
     }
 

@@ -1100,6 +1100,41 @@ fn partial_writes_and_would_block() {
 }
 
 #[test]
+fn partial_writes_of_small_messages_keep_their_order() {
+    // Small messages only: the session writes its batch with plain `write` calls, and a
+    // socket that takes a few bytes at a time or would block must not reorder or lose any.
+    let mut link = Link::pub_sub();
+    let sent: Vec<[Vec<u8>; 2]> = (0..50u32)
+        .map(|i| [b"t".to_vec(), i.to_be_bytes().repeat(1 + i as usize % 3)])
+        .collect();
+    for m in &sent {
+        link.a
+            .session
+            .send_message(&[Bytes::from(m[0].clone()), Bytes::from(m[1].clone())])
+            .unwrap();
+    }
+    let total = link.a.session.queued_len();
+    let mut w = Chunky::new(7, 3);
+    let mut guard = 0;
+    while link.a.session.has_output() {
+        match link.a.session.write_to(&mut w) {
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+            Err(e) => panic!("{e}"),
+        }
+        guard += 1;
+        assert!(guard < 10_000, "write_to made no progress");
+    }
+    assert_eq!(w.out.len(), total);
+    let events = feed(&mut link.b.session, &w.out, link.now).unwrap();
+    let expected: Vec<_> = sent
+        .iter()
+        .map(|m| msg(&[m[0].as_slice(), m[1].as_slice()]))
+        .collect();
+    assert_eq!(events, expected);
+}
+
+#[test]
 fn write_zero_is_an_error() {
     struct Zero;
     impl Write for Zero {

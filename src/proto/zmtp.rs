@@ -1108,19 +1108,35 @@ impl Session {
     pub fn write_to<W: Write>(&mut self, w: &mut W) -> io::Result<usize> {
         let mut total = 0usize;
         loop {
-            let result = {
+            let (result, offered, whole_queue) = if self.out.chunks.is_empty() {
+                // Only small output waits (an isolated message's frames, copied in): one
+                // plain write, without building the slice array for `writev`.
+                if self.out.batch.is_empty() {
+                    return Ok(total);
+                }
+                let batch = &self.out.batch[..];
+                (w.write(batch), batch.len(), true)
+            } else {
                 let mut slices = [IoSlice::new(&[]); MAX_IOV];
                 let count = self.out.fill(&mut slices);
                 let Some(slices) = slices.get(..count).filter(|s| !s.is_empty()) else {
                     return Ok(total);
                 };
-                w.write_vectored(slices)
+                let offered: usize = slices.iter().map(|s| s.len()).sum();
+                // Fewer slices than the array holds: `fill` reached the end of the queue
+                // or a placeholder, so nothing more can go out after these.
+                (w.write_vectored(slices), offered, count < MAX_IOV)
             };
             match result {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
                 Ok(written) => {
                     self.out.consume(written);
                     total = total.saturating_add(written);
+                    // All that was on offer is gone: another round would only find that
+                    // out again (an isolated message's send paid for it every time).
+                    if whole_queue && written >= offered {
+                        return Ok(total);
+                    }
                 }
                 Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
                 Err(err) => return Err(err),
