@@ -46,6 +46,10 @@ pub(crate) struct ConnIo {
     pub(crate) paced_by_user: bool,
     /// When the connection was last read.
     pub(crate) last_read: Instant,
+    /// Bytes at the front of the kernel's receive queue that a busy-polling reader
+    /// already copied into `input` (peeked) and that the next read drops first (see
+    /// [`Stream::read_input`]).
+    pub(crate) peeked: usize,
     /// When a user thread last sent on it directly (publishers).
     pub(crate) last_send: Option<Instant>,
     /// A direct send appended to a batch not yet written: the sender is in a burst.
@@ -136,7 +140,7 @@ impl ConnIo {
         let mut delivered = 0;
         self.last_read = now;
         while !self.failed && !self.closed && delivered < limit {
-            let (n, room) = match self.stream.read_into(&mut self.input) {
+            let (n, room) = match self.read_input(true) {
                 Ok((0, _)) => {
                     self.failed = true;
                     break;
@@ -169,6 +173,13 @@ impl ConnIo {
         }
         self.flush();
         delivered
+    }
+
+    /// Reads what the socket holds into `input` (see [`Stream::read_input`]); `defer`
+    /// for a busy-polling user thread.
+    pub(crate) fn read_input(&mut self, defer: bool) -> io::Result<(usize, usize)> {
+        self.stream
+            .read_input(&mut self.input, &mut self.peeked, defer)
     }
 
     /// Encodes `frames` into the session on the calling thread. An isolated message is

@@ -480,6 +480,7 @@ impl Reactor {
             read_by_user: false,
             paced_by_user: false,
             last_read: now,
+            peeked: 0,
             last_send: None,
             batching: false,
             write_blocked: false,
@@ -562,18 +563,13 @@ impl Reactor {
             }
             let shared_io = conn.io.clone();
             let mut io = lock(&shared_io);
-            let ConnIo {
-                stream,
-                session,
-                input,
-                ..
-            } = &mut *io;
-            match stream.read_into(input) {
+            match io.read_input(false) {
                 Ok((0, _)) => return Err(Closing::Eof),
                 Ok(_) => {}
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
                 Err(_) => return Err(Closing::Io),
             }
+            let ConnIo { session, input, .. } = &mut *io;
             let received = &mut self.received;
             let result = session.handle_input_with(input, now, &mut |m| received.push(m));
             self.dispatch_events(token, &mut io, now);

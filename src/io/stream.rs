@@ -18,6 +18,9 @@ pub(crate) const READ_CHUNK: usize = 64 * 1024;
 /// Free space below which a read first makes room for [`READ_CHUNK`]: enough for a
 /// burst of small messages, so that a read rarely stops at a full buffer.
 const MIN_READ_ROOM: usize = 8 * 1024;
+/// The largest read a busy-polling reader leaves in the kernel's receive queue until its
+/// next poll (see [`Stream::read_input`]).
+const DEFER_CONSUME_MAX: usize = 4 * 1024;
 
 pub(crate) enum Stream {
     Tcp(TcpStream),
@@ -73,6 +76,14 @@ impl Stream {
     /// read that fills less than the room emptied the socket. End of stream is `Ok((0,
     /// _))`.
     pub(crate) fn read_into(&mut self, buf: &mut BytesMut) -> io::Result<(usize, usize)> {
+        self.receive_into(buf, 0)
+    }
+
+    fn receive_into(
+        &mut self,
+        buf: &mut BytesMut,
+        flags: libc::c_int,
+    ) -> io::Result<(usize, usize)> {
         if buf.capacity() - buf.len() < MIN_READ_ROOM {
             buf.reserve(READ_CHUNK);
         }
@@ -85,7 +96,7 @@ impl Stream {
             // SAFETY: `ptr` points to `room` bytes of `buf`'s spare capacity, which
             // nothing else borrows during the call; the kernel writes at most `room`
             // bytes there, and writing to uninitialized memory is what it is for.
-            let n = unsafe { libc::recv(fd, ptr.cast(), room, 0) };
+            let n = unsafe { libc::recv(fd, ptr.cast(), room, flags) };
             if n < 0 {
                 let err = io::Error::last_os_error();
                 if err.kind() == io::ErrorKind::Interrupted {
@@ -99,6 +110,96 @@ impl Stream {
             unsafe { buf.set_len(buf.len() + n) };
             return Ok((n, room));
         }
+    }
+
+    /// Reads what the socket holds into `input`, first dropping from the kernel the
+    /// `peeked` bytes that the last call only peeked. With `defer` (a busy-polling user
+    /// thread), a small read peeks ([`peek_into`](Self::peek_into)) and leaves its
+    /// count in `peeked`.
+    ///
+    /// Why: Linux acknowledges a small segment on a one-way connection from inside the
+    /// receive that empties the queue, and on loopback that also runs the sender's
+    /// processing of the acknowledgement, all before the receive returns. A peek leaves
+    /// the queue full, so the acknowledgement goes out with the next poll's drop, after
+    /// the application has handled the message. Measured with a raw pair of one-way
+    /// TCP connections in busy-poll ping-pong (73 B, p50 of RTT/2, six alternating
+    /// rounds, peeking lower in each): 6.8-9.9 us plain, 4.2-7.3 us peeking, against
+    /// 3.9-7.0 us for one connection whose replies carry the acknowledgements. A read of
+    /// more than [`DEFER_CONSUME_MAX`] is dropped at once: bulk data is acknowledged by
+    /// its segment count anyway, and the sender's window should reopen.
+    pub(crate) fn read_input(
+        &mut self,
+        input: &mut BytesMut,
+        peeked: &mut usize,
+        defer: bool,
+    ) -> io::Result<(usize, usize)> {
+        if *peeked > 0 {
+            let n = std::mem::take(peeked);
+            self.discard(input, n)?;
+        }
+        if !(defer && self.defers_consumption()) {
+            return self.read_into(input);
+        }
+        let (n, room) = self.peek_into(input)?;
+        if n > DEFER_CONSUME_MAX {
+            self.discard(input, n)?;
+        } else {
+            *peeked = n;
+        }
+        Ok((n, room))
+    }
+
+    /// Whether [`peek_into`](Self::peek_into) and [`discard`](Self::discard) may stand
+    /// in for a read: TCP on Linux, where a receive with `MSG_TRUNC` drops bytes without
+    /// copying them. (Unix sockets send no acknowledgements, so there is nothing to
+    /// defer.)
+    fn defers_consumption(&self) -> bool {
+        cfg!(target_os = "linux") && matches!(self, Stream::Tcp(_))
+    }
+
+    /// As [`read_into`](Self::read_into), but the bytes also stay in the kernel's
+    /// receive queue (`MSG_PEEK`) until [`discard`](Self::discard) drops them. Until
+    /// then Linux does not acknowledge small segments from the read: its receive path
+    /// sends that acknowledgement only once the queue is empty. A busy-polling reader
+    /// thereby moves it from inside the receive of a message to its next poll, after the
+    /// application has handled the message.
+    fn peek_into(&mut self, buf: &mut BytesMut) -> io::Result<(usize, usize)> {
+        self.receive_into(buf, libc::MSG_PEEK)
+    }
+
+    /// Drops the first `n` bytes of the receive queue, which a [`peek_into`](Self::peek_into)
+    /// already copied. `buf` lends its spare capacity as the target a kernel without
+    /// `MSG_TRUNC` discarding would copy into (nothing of `buf`'s contents changes).
+    fn discard(&mut self, buf: &mut BytesMut, mut n: usize) -> io::Result<()> {
+        let fd = self.fd();
+        buf.reserve(n);
+        while n > 0 {
+            let spare = buf.spare_capacity_mut();
+            let len = n.min(spare.len());
+            // SAFETY: `spare` is `len` or more bytes of `buf`'s spare capacity, borrowed
+            // for the call only; with `MSG_TRUNC` TCP copies nothing, and a kernel that
+            // did copy would write at most `len` bytes there, outside `buf`'s contents.
+            let got = unsafe { libc::recv(fd, spare.as_mut_ptr().cast(), len, libc::MSG_TRUNC) };
+            match got {
+                // The bytes were in the queue (peeked): none left means the peer's data
+                // went away, which only a broken connection does.
+                0 => return Err(io::ErrorKind::UnexpectedEof.into()),
+                g if g > 0 => n -= (g as usize).min(n),
+                _ => {
+                    let err = io::Error::last_os_error();
+                    match err.kind() {
+                        io::ErrorKind::Interrupted => {}
+                        // Never "try again later": the caller has already counted these
+                        // bytes as dropped, and a later read would see them twice.
+                        io::ErrorKind::WouldBlock => {
+                            return Err(io::Error::other("peeked bytes left the receive queue"))
+                        }
+                        _ => return Err(err),
+                    }
+                }
+            }
+        }
+        Ok(())
     }
 
     fn fd(&self) -> std::os::fd::RawFd {
@@ -286,6 +387,143 @@ impl Source for Listener {
         match self {
             Listener::Tcp(l) => l.deregister(r),
             Listener::Unix(l, _) => l.deregister(r),
+        }
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+    use std::net::{TcpListener as StdListener, TcpStream as StdStream};
+
+    /// A connected loopback pair: the writing end, and the reading end as a `Stream`.
+    fn pair() -> (StdStream, Stream) {
+        let listener = StdListener::bind("127.0.0.1:0").unwrap();
+        let writer = StdStream::connect(listener.local_addr().unwrap()).unwrap();
+        writer.set_nodelay(true).unwrap();
+        let (reader, _) = listener.accept().unwrap();
+        reader.set_nonblocking(true).unwrap();
+        (writer, Stream::Tcp(TcpStream::from_std(reader)))
+    }
+
+    /// Bytes waiting in the kernel's receive queue.
+    fn queued(stream: &Stream) -> usize {
+        let mut n: libc::c_int = 0;
+        // SAFETY: FIONREAD writes one `c_int` through the pointer, which is valid.
+        let rc = unsafe { libc::ioctl(stream.fd(), libc::FIONREAD, &mut n) };
+        assert_eq!(rc, 0, "FIONREAD: {}", io::Error::last_os_error());
+        n as usize
+    }
+
+    /// Reads (spinning on WouldBlock) until `input` has grown by `n` bytes.
+    fn read_exactly(
+        stream: &mut Stream,
+        input: &mut BytesMut,
+        peeked: &mut usize,
+        defer: bool,
+        n: usize,
+    ) {
+        let target = input.len() + n;
+        let start = std::time::Instant::now();
+        while input.len() < target {
+            match stream.read_input(input, peeked, defer) {
+                Ok((0, _)) => panic!("end of stream"),
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => std::hint::spin_loop(),
+                Err(e) => panic!("{e}"),
+            }
+            assert!(start.elapsed().as_secs() < 10, "the bytes did not arrive");
+        }
+        assert_eq!(input.len(), target, "read past what was sent");
+    }
+
+    #[test]
+    fn deferred_reads_deliver_every_byte_exactly_once() {
+        let (mut writer, mut stream) = pair();
+        let (mut input, mut peeked) = (BytesMut::new(), 0usize);
+        let mut sent = Vec::new();
+        let mut received = Vec::new();
+        // Small writes (peeked and dropped a poll later), writes above the deferral
+        // limit (dropped at once), and reads without deferral (the I/O thread reading
+        // in a busy-polling thread's place) in between.
+        let sizes = [1usize, 73, 200, 10_000, 5, 4096, 4097, 64, 20_000, 3, 100];
+        for (i, &size) in sizes.iter().cycle().take(60).enumerate() {
+            let chunk: Vec<u8> = (0..size).map(|j| (i * 31 + j) as u8).collect();
+            writer.write_all(&chunk).unwrap();
+            sent.extend_from_slice(&chunk);
+            read_exactly(&mut stream, &mut input, &mut peeked, i % 7 != 3, size);
+            // What the decoder takes leaves `input`; a drop must not touch the rest.
+            if i % 2 == 0 {
+                received.extend_from_slice(&input.split_to(input.len()));
+            }
+        }
+        received.extend_from_slice(&input.split_to(input.len()));
+        assert_eq!(received, sent);
+        // Nothing more arrives, and the last peeked bytes leave the kernel without
+        // showing up again.
+        assert!(matches!(
+            stream.read_input(&mut input, &mut peeked, true),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock
+        ));
+        assert!(input.is_empty());
+        assert_eq!(peeked, 0);
+        assert_eq!(queued(&stream), 0);
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn a_small_read_stays_queued_until_the_next_one_and_a_large_one_does_not() {
+        let (mut writer, mut stream) = pair();
+        let (mut input, mut peeked) = (BytesMut::new(), 0usize);
+        writer.write_all(&[7u8; 100]).unwrap();
+        read_exactly(&mut stream, &mut input, &mut peeked, true, 100);
+        assert_eq!(peeked, 100);
+        assert_eq!(
+            queued(&stream),
+            100,
+            "peeked bytes stay in the receive queue"
+        );
+        assert!(matches!(
+            stream.read_input(&mut input, &mut peeked, true),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock
+        ));
+        assert_eq!((peeked, queued(&stream), input.len()), (0, 0, 100));
+
+        let big = DEFER_CONSUME_MAX * 3;
+        writer.write_all(&vec![9u8; big]).unwrap();
+        read_exactly(&mut stream, &mut input, &mut peeked, true, big);
+        assert_eq!(input.len(), 100 + big);
+        assert!(
+            peeked <= DEFER_CONSUME_MAX,
+            "a large read is dropped at once"
+        );
+        assert_eq!(queued(&stream), peeked);
+
+        // Without deferral (the I/O thread), a read drops what is left first.
+        writer.write_all(&[1u8; 10]).unwrap();
+        read_exactly(&mut stream, &mut input, &mut peeked, false, 10);
+        assert_eq!((peeked, queued(&stream)), (0, 0));
+    }
+
+    #[test]
+    fn the_peer_closing_reads_as_end_of_stream_with_or_without_deferral() {
+        for defer in [true, false] {
+            let (mut writer, mut stream) = pair();
+            let (mut input, mut peeked) = (BytesMut::new(), 0usize);
+            writer.write_all(b"last words").unwrap();
+            read_exactly(&mut stream, &mut input, &mut peeked, defer, 10);
+            drop(writer);
+            let start = std::time::Instant::now();
+            loop {
+                match stream.read_input(&mut input, &mut peeked, defer) {
+                    Ok((0, _)) => break,
+                    Ok((n, _)) => panic!("{n} bytes after the last write"),
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                    Err(e) => panic!("{e}"),
+                }
+                assert!(start.elapsed().as_secs() < 10, "no end of stream");
+            }
+            assert_eq!(&input[..], b"last words");
         }
     }
 }
