@@ -440,6 +440,50 @@ fn busy() -> SocketOptions {
 }
 
 #[test]
+fn a_busy_subscriber_gets_every_byte_of_small_and_large_messages_across_its_reads() {
+    // A busy subscriber peeks reads of up to 4 KiB and drops them from the kernel at its
+    // next poll; larger reads are dropped at once. Messages from 1 byte to 40 KiB, with
+    // pauses so that some reads are small, some end inside a frame and some are large,
+    // must arrive byte for byte, once each, in order.
+    let ctx = Context::new().unwrap();
+    let mut publisher = Publisher::with_options(&ctx, busy()).unwrap();
+    let ep = publisher.bind("tcp://127.0.0.1:0").unwrap().to_string();
+    let mut sub = Subscriber::with_options(&ctx, busy()).unwrap();
+    sub.connect(&ep).unwrap();
+    sub.subscribe("s").unwrap();
+    assert!(publisher.wait_for_subscribers(1, WAIT));
+    let body = |i: usize| -> Vec<u8> {
+        let size = [1, 60, 700, 4000, 4097, 9000, 40_000, 3][i % 8] + i % 13;
+        (0..size).map(|j| (i * 7 + j * 13) as u8).collect()
+    };
+    let n = 2_000;
+    let reader = std::thread::spawn(move || {
+        for i in 0..n {
+            let m = recv(&mut sub);
+            assert_eq!(m.frames().len(), 3, "message {i}");
+            assert_eq!(m.frames()[1].as_ref(), i.to_string().as_bytes());
+            assert_eq!(m.frames()[2].as_ref(), body(i).as_slice(), "message {i}");
+        }
+        sub
+    });
+    for i in 0..n {
+        publisher
+            .send(Message::new(vec![
+                "s".into(),
+                i.to_string().into(),
+                body(i).into(),
+            ]))
+            .unwrap();
+        if i % 50 == 0 {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+    let mut sub = reader.join().unwrap();
+    assert!(sub.try_recv().unwrap().is_none(), "nothing arrives twice");
+    assert_eq!(sub.stats().messages_in, n as u64);
+}
+
+#[test]
 fn busy_poll_sockets_do_their_own_io_and_keep_every_message_in_order() {
     // A busy publisher writes its connections itself when their rings are empty and
     // falls back to the ring when the I/O thread holds the connection or older messages
