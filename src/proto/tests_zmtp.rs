@@ -1257,6 +1257,47 @@ proptest! {
 }
 
 #[test]
+fn two_frame_messages_decode_like_any_other_shape_at_every_split() {
+    // Two-frame messages take their own path (built in place); around them, one- and
+    // three-frame messages, and a split of the stream at every byte, so that a pair's
+    // second frame is sometimes in the next read and a pair sometimes follows a
+    // message still waiting for its last frame.
+    let shapes: [&[&[u8]]; 5] = [
+        &[b"t", b"pair one"],
+        &[b"single"],
+        &[b"t", b"", b"three"],
+        &[b"", b"empty topic"],
+        &[b"t", b"pair two"],
+    ];
+    let mut body = Vec::new();
+    for shape in shapes {
+        body.extend_from_slice(&message_bytes(shape));
+    }
+    let expected: Vec<Vec<&[u8]>> = shapes.iter().map(|s| s.to_vec()).collect();
+    for split in 0..=body.len() {
+        let now = Instant::now();
+        let mut session = Session::new(SessionConfig::new(SocketType::Sub), now);
+        output(&mut session);
+        let mut input = BytesMut::from(handshake(1, SocketType::Pub).as_slice());
+        let mut got = Vec::new();
+        input.extend_from_slice(&body[..split]);
+        session
+            .handle_input_with(&mut input, now, &mut |m| got.push(m))
+            .unwrap();
+        input.extend_from_slice(&body[split..]);
+        session
+            .handle_input_with(&mut input, now, &mut |m| got.push(m))
+            .unwrap();
+        assert!(input.is_empty());
+        let frames: Vec<Vec<&[u8]>> = got
+            .iter()
+            .map(|m| m.frames().iter().map(|f| &f[..]).collect())
+            .collect();
+        assert_eq!(frames, expected, "split at {split}");
+    }
+}
+
+#[test]
 fn handle_input_with_hands_messages_to_the_callback_and_queues_the_rest() {
     let now = Instant::now();
     let mut session = Session::new(SessionConfig::new(SocketType::Sub), now);

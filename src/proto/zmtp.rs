@@ -233,6 +233,16 @@ impl Default for Frames {
 }
 
 impl Message {
+    /// A message of the two frames `first` and `second`.
+    fn pair(first: Bytes, second: Bytes) -> Message {
+        Message {
+            frames: Frames::Inline {
+                len: 2,
+                frames: [first, second],
+            },
+        }
+    }
+
     /// A message made of `frames`.
     pub fn new(frames: Vec<Bytes>) -> Message {
         if frames.len() <= INLINE_FRAMES {
@@ -904,9 +914,26 @@ impl Session {
             let FrameKind::Message { more } = header.kind else {
                 break;
             };
-            let body = at + header.header_len;
-            self.on_message_frame(frames.slice(body..body + header.body_len), more, on_message);
+            let body = frames.slice(at + header.header_len..at + header.frame_len());
             at += header.frame_len();
+            if more && self.partial.is_empty() {
+                // A message of exactly two frames, both in this run (the common topic +
+                // payload shape): built in place and handed on, instead of each frame
+                // going through `partial` and the message being taken out of it.
+                if let Ok(Decoded::Done(last)) = decode_frame_header(&frames[at..], u64::MAX) {
+                    if last.kind == (FrameKind::Message { more: false }) {
+                        let payload = frames.slice(at + last.header_len..at + last.frame_len());
+                        at += last.frame_len();
+                        let message = Message::pair(body, payload);
+                        match on_message {
+                            Some(deliver) => deliver(message),
+                            None => self.events.push_back(Event::Message(message)),
+                        }
+                        continue;
+                    }
+                }
+            }
+            self.on_message_frame(body, more, on_message);
         }
     }
 
