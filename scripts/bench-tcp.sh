@@ -165,6 +165,9 @@ elapsed=$(($(date +%s) - start))
 ratio() { # ratio A B -> A/B with 2 decimals, or "-"
     awk -v a="$1" -v b="$2" 'BEGIN { if (a == "-" || b == "-" || b + 0 == 0) print "-"; else printf "%.2f", a / b }'
 }
+exact_ratio() { # exact_ratio A B -> A/B unrounded, or "-": what a verdict compares (a 1.502 printed as 1.50 is still above 1.5)
+    awk -v a="$1" -v b="$2" 'BEGIN { if (a == "-" || b == "-" || b + 0 == 0) print "-"; else printf "%.9f", a / b }'
+}
 verdict() { # verdict RATIO OP LIMIT -> met / MISSED
     awk -v r="$1" -v op="$2" -v l="$3" 'BEGIN {
         if (r == "-") { print "n/a"; exit }
@@ -193,7 +196,7 @@ for size in 64 1024; do
         [ "$impl" = volleybusy ] && label="thr $size B msgs/s busy"
         [ "$impl" = volleyowned ] && label="thr $size B msgs/s owned"
         if [ "$size" = 64 ] && [ "$impl" != volleyowned ]; then
-            row "$label" "$v" "$l" "" "" "volley >= 3x libzmq" "$(ratio "$v" "$l")" ">=" 3
+            row "$label" "$v" "$l" "" "" "volley >= 3x libzmq" "$(exact_ratio "$v" "$l")" ">=" 3
             printf '%-26s %s\n' "  volley/libzmq, run by run" "$(pairwise "$impl thr $size msgs_per_s" "libzmq thr $size msgs_per_s")"
         else
             row "$label" "$v" "$l" "" "" ""
@@ -210,10 +213,10 @@ for size in 64 1024; do
             pair=$(median "rawpair lat-$recv $size ${q}_us")
             label="lat $size B $recv $q us"
             if [ "$q" = p50 ] && [ "$recv" = blocking ]; then
-                row "$label" "$v" "$l" "$raw" "$pair" "volley <= libzmq" "$(ratio "$v" "$l")" "<=" 1
+                row "$label" "$v" "$l" "$raw" "$pair" "volley <= libzmq" "$(exact_ratio "$v" "$l")" "<=" 1
                 printf '%-26s %s\n' "  volley/libzmq, run by run" "$(pairwise "volley lat-$recv $size ${q}_us" "libzmq lat-$recv $size ${q}_us")"
             elif [ "$q" = p50 ] && [ "$recv" = busy ]; then
-                row "$label" "$v" "$l" "$raw" "$pair" "volley/raw $(ratio "$v" "$raw") <= 1.5 (volley/raw pair $(ratio "$v" "$pair"))" "$(ratio "$v" "$raw")" "<=" 1.5
+                row "$label" "$v" "$l" "$raw" "$pair" "volley/raw $(ratio "$v" "$raw") <= 1.5 (volley/raw pair $(ratio "$v" "$pair"))" "$(exact_ratio "$v" "$raw")" "<=" 1.5
                 printf '%-26s %s\n' "  volley/raw, run by run" "$(pairwise "volley lat-$recv $size ${q}_us" "raw lat-$recv $size ${q}_us")"
             else
                 row "$label" "$v" "$l" "$raw" "$pair" ""
