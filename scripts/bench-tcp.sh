@@ -162,12 +162,11 @@ done
 elapsed=$(($(date +%s) - start))
 
 # ---- table ------------------------------------------------------------------------------
-ratio() { # ratio A B -> A/B with 2 decimals, or "-"
-    awk -v a="$1" -v b="$2" 'BEGIN { if (a == "-" || b == "-" || b + 0 == 0) print "-"; else printf "%.2f", a / b }'
+ratio() { # ratio A B [DECIMALS] -> A/B with 2 (or DECIMALS) decimals, or "-"
+    awk -v a="$1" -v b="$2" -v d="${3:-2}" 'BEGIN { if (a == "-" || b == "-" || b + 0 == 0) print "-"; else printf "%." d "f", a / b }'
 }
-exact_ratio() { # exact_ratio A B -> A/B unrounded, or "-": what a verdict compares (a 1.502 printed as 1.50 is still above 1.5)
-    awk -v a="$1" -v b="$2" 'BEGIN { if (a == "-" || b == "-" || b + 0 == 0) print "-"; else printf "%.9f", a / b }'
-}
+# What a verdict compares: the ratio unrounded (a 1.502 printed as 1.50 is still above 1.5).
+exact_ratio() { ratio "$1" "$2" 9; }
 verdict() { # verdict RATIO OP LIMIT -> met / MISSED
     awk -v r="$1" -v op="$2" -v l="$3" 'BEGIN {
         if (r == "-") { print "n/a"; exit }

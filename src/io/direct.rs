@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 
-use super::stream::Stream;
+use super::stream::{Deferral, Stream};
 use super::BURST_GAP;
 use crate::proto::zmtp::{FrameBody, Message, Session};
 use crate::socket::PeerShared;
@@ -46,10 +46,9 @@ pub(crate) struct ConnIo {
     pub(crate) paced_by_user: bool,
     /// When the connection was last read.
     pub(crate) last_read: Instant,
-    /// Bytes at the front of the kernel's receive queue that a busy-polling reader
-    /// already copied into `input` (peeked) and that the next read drops first (see
+    /// What a busy-polling reader left in the kernel's receive queue (see
     /// [`Stream::read_input`]).
-    pub(crate) peeked: usize,
+    pub(crate) deferral: Deferral,
     /// When a user thread last sent on it directly (publishers).
     pub(crate) last_send: Option<Instant>,
     /// A direct send appended to a batch not yet written: the sender is in a burst.
@@ -179,7 +178,7 @@ impl ConnIo {
     /// for a busy-polling user thread.
     pub(crate) fn read_input(&mut self, defer: bool) -> io::Result<(usize, usize)> {
         self.stream
-            .read_input(&mut self.input, &mut self.peeked, defer)
+            .read_input(&mut self.input, &mut self.deferral, defer)
     }
 
     /// Encodes `frames` into the session on the calling thread. An isolated message is

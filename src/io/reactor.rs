@@ -480,7 +480,7 @@ impl Reactor {
             read_by_user: false,
             paced_by_user: false,
             last_read: now,
-            peeked: 0,
+            deferral: Default::default(),
             last_send: None,
             batching: false,
             write_blocked: false,

@@ -2,7 +2,6 @@
 //! `ipc://` connections alike.
 
 use std::io::{self, IoSlice, Read, Write};
-use std::os::fd::AsRawFd;
 use std::path::PathBuf;
 
 use bytes::BytesMut;
@@ -76,46 +75,38 @@ impl Stream {
     /// read that fills less than the room emptied the socket. End of stream is `Ok((0,
     /// _))`.
     pub(crate) fn read_into(&mut self, buf: &mut BytesMut) -> io::Result<(usize, usize)> {
-        self.receive_into(buf, 0)
+        self.receive_into(buf, 0, usize::MAX)
     }
 
+    /// `recv` with `flags` into at most `max` bytes of `buf`'s spare capacity (made
+    /// [`READ_CHUNK`] first when less than [`MIN_READ_ROOM`] is free). `recv`, not
+    /// `read`: on a socket it skips the file layer's checks, a saving on every empty
+    /// poll of a busy-polling reader.
+    #[inline]
     fn receive_into(
         &mut self,
         buf: &mut BytesMut,
         flags: libc::c_int,
+        max: usize,
     ) -> io::Result<(usize, usize)> {
         if buf.capacity() - buf.len() < MIN_READ_ROOM {
             buf.reserve(READ_CHUNK);
         }
+        let sock = self.sock();
         let spare = buf.spare_capacity_mut();
-        let (ptr, room) = (spare.as_mut_ptr(), spare.len());
-        let fd = self.fd();
-        loop {
-            // `recv`, not `read`: on a socket it skips the file layer's checks, a
-            // saving on every empty poll of a busy-polling reader.
-            // SAFETY: `ptr` points to `room` bytes of `buf`'s spare capacity, which
-            // nothing else borrows during the call; the kernel writes at most `room`
-            // bytes there, and writing to uninitialized memory is what it is for.
-            let n = unsafe { libc::recv(fd, ptr.cast(), room, flags) };
-            if n < 0 {
-                let err = io::Error::last_os_error();
-                if err.kind() == io::ErrorKind::Interrupted {
-                    continue;
-                }
-                return Err(err);
-            }
-            let n = n as usize;
-            // SAFETY: the kernel initialized the first `n` (<= `room`) bytes after the
-            // buffer's length.
-            unsafe { buf.set_len(buf.len() + n) };
-            return Ok((n, room));
-        }
+        let room = spare.len().min(max);
+        let n = retry(|| sock.recv_with_flags(&mut spare[..room], flags))?;
+        // SAFETY: `recv` initialized the first `n` (<= `room`) bytes of the spare
+        // capacity, which follow the buffer's length.
+        unsafe { buf.set_len(buf.len() + n) };
+        Ok((n, room))
     }
 
-    /// Reads what the socket holds into `input`, first dropping from the kernel the
-    /// `peeked` bytes that the last call only peeked. With `defer` (a busy-polling user
-    /// thread), a small read peeks ([`peek_into`](Self::peek_into)) and leaves its
-    /// count in `peeked`.
+    /// Reads what the socket holds into `input`. `deferral` carries, from one call to
+    /// the next, the bytes the last call only peeked (dropped from the kernel first)
+    /// and whether the reads run in bulk. With `defer` (a busy-polling user thread),
+    /// a read that is not in bulk peeks at most [`DEFER_CONSUME_MAX`] + 1 bytes and
+    /// leaves them in the kernel's receive queue until the next call.
     ///
     /// Why: Linux acknowledges a small segment on a one-way connection from inside the
     /// receive that empties the queue, and on loopback that also runs the sender's
@@ -124,88 +115,74 @@ impl Stream {
     /// the application has handled the message. Measured with a raw pair of one-way
     /// TCP connections in busy-poll ping-pong (73 B, p50 of RTT/2, six alternating
     /// rounds, peeking lower in each): 6.8-9.9 us plain, 4.2-7.3 us peeking, against
-    /// 3.9-7.0 us for one connection whose replies carry the acknowledgements. A read of
-    /// more than [`DEFER_CONSUME_MAX`] is dropped at once: bulk data is acknowledged by
-    /// its segment count anyway, and the sender's window should reopen.
+    /// 3.9-7.0 us for one connection whose replies carry the acknowledgements.
+    ///
+    /// A peek that fills its [`DEFER_CONSUME_MAX`] + 1 bytes is bulk data, acknowledged
+    /// by its segment count anyway: it is dropped at once, and the reads that follow
+    /// are plain `recv`s, one system call each, until one finds little or nothing.
     pub(crate) fn read_input(
         &mut self,
         input: &mut BytesMut,
-        peeked: &mut usize,
+        deferral: &mut Deferral,
         defer: bool,
     ) -> io::Result<(usize, usize)> {
-        if *peeked > 0 {
-            let n = std::mem::take(peeked);
-            self.discard(input, n)?;
+        if deferral.peeked > 0 {
+            let n = std::mem::take(&mut deferral.peeked);
+            self.discard(n)?;
         }
         if !(defer && self.defers_consumption()) {
             return self.read_into(input);
         }
-        let (n, room) = self.peek_into(input)?;
+        if deferral.bulk {
+            let read = self.read_into(input);
+            deferral.bulk = matches!(read, Ok((n, _)) if n > DEFER_CONSUME_MAX);
+            return read;
+        }
+        let (n, room) = self.receive_into(input, libc::MSG_PEEK, DEFER_CONSUME_MAX + 1)?;
         if n > DEFER_CONSUME_MAX {
-            self.discard(input, n)?;
+            self.discard(n)?;
+            deferral.bulk = true;
         } else {
-            *peeked = n;
+            deferral.peeked = n;
         }
         Ok((n, room))
     }
 
-    /// Whether [`peek_into`](Self::peek_into) and [`discard`](Self::discard) may stand
-    /// in for a read: TCP on Linux, where a receive with `MSG_TRUNC` drops bytes without
-    /// copying them. (Unix sockets send no acknowledgements, so there is nothing to
-    /// defer.)
+    /// Whether [`read_input`](Self::read_input) may peek and drop in place of a read:
+    /// TCP on Linux, where a receive with `MSG_TRUNC` drops bytes without copying them.
+    /// (Unix sockets send no acknowledgements, so there is nothing to defer.)
     fn defers_consumption(&self) -> bool {
         cfg!(target_os = "linux") && matches!(self, Stream::Tcp(_))
     }
 
-    /// As [`read_into`](Self::read_into), but the bytes also stay in the kernel's
-    /// receive queue (`MSG_PEEK`) until [`discard`](Self::discard) drops them. Until
-    /// then Linux does not acknowledge small segments from the read: its receive path
-    /// sends that acknowledgement only once the queue is empty. A busy-polling reader
-    /// thereby moves it from inside the receive of a message to its next poll, after the
-    /// application has handled the message.
-    fn peek_into(&mut self, buf: &mut BytesMut) -> io::Result<(usize, usize)> {
-        self.receive_into(buf, libc::MSG_PEEK)
-    }
-
-    /// Drops the first `n` bytes of the receive queue, which a [`peek_into`](Self::peek_into)
-    /// already copied. `buf` lends its spare capacity as the target a kernel without
-    /// `MSG_TRUNC` discarding would copy into (nothing of `buf`'s contents changes).
-    fn discard(&mut self, buf: &mut BytesMut, mut n: usize) -> io::Result<()> {
-        let fd = self.fd();
-        buf.reserve(n);
+    /// Drops the first `n` (<= [`DEFER_CONSUME_MAX`] + 1) bytes of the receive queue,
+    /// which a peek already copied. With `MSG_TRUNC` TCP copies nothing; the scratch
+    /// buffer is only there so that a kernel that did copy would have room for them.
+    fn discard(&mut self, mut n: usize) -> io::Result<()> {
+        let mut scratch = [std::mem::MaybeUninit::<u8>::uninit(); DEFER_CONSUME_MAX + 1];
+        let sock = self.sock();
         while n > 0 {
-            let spare = buf.spare_capacity_mut();
-            let len = n.min(spare.len());
-            // SAFETY: `spare` is `len` or more bytes of `buf`'s spare capacity, borrowed
-            // for the call only; with `MSG_TRUNC` TCP copies nothing, and a kernel that
-            // did copy would write at most `len` bytes there, outside `buf`'s contents.
-            let got = unsafe { libc::recv(fd, spare.as_mut_ptr().cast(), len, libc::MSG_TRUNC) };
-            match got {
+            let len = n.min(scratch.len());
+            match retry(|| sock.recv_with_flags(&mut scratch[..len], libc::MSG_TRUNC)) {
                 // The bytes were in the queue (peeked): none left means the peer's data
                 // went away, which only a broken connection does.
-                0 => return Err(io::ErrorKind::UnexpectedEof.into()),
-                g if g > 0 => n -= (g as usize).min(n),
-                _ => {
-                    let err = io::Error::last_os_error();
-                    match err.kind() {
-                        io::ErrorKind::Interrupted => {}
-                        // Never "try again later": the caller has already counted these
-                        // bytes as dropped, and a later read would see them twice.
-                        io::ErrorKind::WouldBlock => {
-                            return Err(io::Error::other("peeked bytes left the receive queue"))
-                        }
-                        _ => return Err(err),
-                    }
+                Ok(0) => return Err(io::ErrorKind::UnexpectedEof.into()),
+                Ok(got) => n -= got.min(n),
+                // Never "try again later": the caller has already counted these bytes as
+                // dropped, and a later read would see them twice.
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    return Err(io::Error::other("peeked bytes left the receive queue"))
                 }
+                Err(e) => return Err(e),
             }
         }
         Ok(())
     }
 
-    fn fd(&self) -> std::os::fd::RawFd {
+    fn sock(&self) -> socket2::SockRef<'_> {
         match self {
-            Stream::Tcp(s) => s.as_raw_fd(),
-            Stream::Unix(s) => s.as_raw_fd(),
+            Stream::Tcp(s) => socket2::SockRef::from(s),
+            Stream::Unix(s) => socket2::SockRef::from(s),
         }
     }
 
@@ -220,12 +197,23 @@ impl Stream {
     }
 }
 
-/// A `send` family call's return value as a byte count or the error it set.
-fn sent(n: libc::ssize_t) -> io::Result<usize> {
-    if n < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(n as usize)
+/// What a peeking reader carries from one [`Stream::read_input`] to the next.
+#[derive(Debug, Default)]
+pub(crate) struct Deferral {
+    /// Bytes at the front of the kernel's receive queue already copied into the input
+    /// (peeked), which the next read drops first.
+    peeked: usize,
+    /// The last read found bulk data: read plainly until a read finds little.
+    bulk: bool,
+}
+
+/// Runs a socket call again while a signal interrupts it.
+fn retry(mut call: impl FnMut() -> io::Result<usize>) -> io::Result<usize> {
+    loop {
+        match call() {
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            result => return result,
+        }
     }
 }
 
@@ -243,34 +231,13 @@ impl Read for Stream {
 // process that has not ignored SIGPIPE (one whose `main` is not Rust's).
 impl Write for Stream {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let fd = self.fd();
-        loop {
-            // SAFETY: `buf` is a live slice of `buf.len()` bytes the kernel only reads.
-            let n = unsafe { libc::send(fd, buf.as_ptr().cast(), buf.len(), libc::MSG_NOSIGNAL) };
-            match sent(n) {
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                r => return r,
-            }
-        }
+        let sock = self.sock();
+        retry(|| sock.send_with_flags(buf, libc::MSG_NOSIGNAL))
     }
 
     fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
-        let fd = self.fd();
-        // SAFETY: an all-zero `msghdr` is valid (no address, no control data).
-        let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
-        // `IoSlice` is ABI-compatible with `iovec` on Unix (std guarantees it); the kernel
-        // only reads through the pointer.
-        msg.msg_iov = bufs.as_ptr() as *mut libc::iovec;
-        msg.msg_iovlen = bufs.len() as _;
-        loop {
-            // SAFETY: `msg` points at `bufs`, live slices the kernel only reads, for the
-            // duration of the call.
-            let n = unsafe { libc::sendmsg(fd, &msg, libc::MSG_NOSIGNAL) };
-            match sent(n) {
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                r => return r,
-            }
-        }
+        let sock = self.sock();
+        retry(|| sock.send_vectored_with_flags(bufs, libc::MSG_NOSIGNAL))
     }
 
     fn flush(&mut self) -> io::Result<()> {
@@ -395,6 +362,7 @@ impl Source for Listener {
 mod tests {
     use super::*;
     use std::net::{TcpListener as StdListener, TcpStream as StdStream};
+    use std::os::fd::AsRawFd;
 
     /// A connected loopback pair: the writing end, and the reading end as a `Stream`.
     fn pair() -> (StdStream, Stream) {
@@ -410,23 +378,32 @@ mod tests {
     fn queued(stream: &Stream) -> usize {
         let mut n: libc::c_int = 0;
         // SAFETY: FIONREAD writes one `c_int` through the pointer, which is valid.
-        let rc = unsafe { libc::ioctl(stream.fd(), libc::FIONREAD, &mut n) };
+        let rc = unsafe { libc::ioctl(stream.sock().as_raw_fd(), libc::FIONREAD, &mut n) };
         assert_eq!(rc, 0, "FIONREAD: {}", io::Error::last_os_error());
         n as usize
+    }
+
+    /// Waits until the kernel holds `n` bytes for `stream`, so that one read sees them all.
+    fn wait_queued(stream: &Stream, n: usize) {
+        let start = std::time::Instant::now();
+        while queued(stream) < n {
+            assert!(start.elapsed().as_secs() < 10, "the bytes did not arrive");
+            std::thread::yield_now();
+        }
     }
 
     /// Reads (spinning on WouldBlock) until `input` has grown by `n` bytes.
     fn read_exactly(
         stream: &mut Stream,
         input: &mut BytesMut,
-        peeked: &mut usize,
+        deferral: &mut Deferral,
         defer: bool,
         n: usize,
     ) {
         let target = input.len() + n;
         let start = std::time::Instant::now();
         while input.len() < target {
-            match stream.read_input(input, peeked, defer) {
+            match stream.read_input(input, deferral, defer) {
                 Ok((0, _)) => panic!("end of stream"),
                 Ok(_) => {}
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => std::hint::spin_loop(),
@@ -440,7 +417,7 @@ mod tests {
     #[test]
     fn deferred_reads_deliver_every_byte_exactly_once() {
         let (mut writer, mut stream) = pair();
-        let (mut input, mut peeked) = (BytesMut::new(), 0usize);
+        let (mut input, mut deferral) = (BytesMut::new(), Deferral::default());
         let mut sent = Vec::new();
         let mut received = Vec::new();
         // Small writes (peeked and dropped a poll later), writes above the deferral
@@ -451,7 +428,7 @@ mod tests {
             let chunk: Vec<u8> = (0..size).map(|j| (i * 31 + j) as u8).collect();
             writer.write_all(&chunk).unwrap();
             sent.extend_from_slice(&chunk);
-            read_exactly(&mut stream, &mut input, &mut peeked, i % 7 != 3, size);
+            read_exactly(&mut stream, &mut input, &mut deferral, i % 7 != 3, size);
             // What the decoder takes leaves `input`; a drop must not touch the rest.
             if i % 2 == 0 {
                 received.extend_from_slice(&input.split_to(input.len()));
@@ -462,11 +439,11 @@ mod tests {
         // Nothing more arrives, and the last peeked bytes leave the kernel without
         // showing up again.
         assert!(matches!(
-            stream.read_input(&mut input, &mut peeked, true),
+            stream.read_input(&mut input, &mut deferral, true),
             Err(e) if e.kind() == io::ErrorKind::WouldBlock
         ));
         assert!(input.is_empty());
-        assert_eq!(peeked, 0);
+        assert_eq!(deferral.peeked, 0);
         assert_eq!(queued(&stream), 0);
     }
 
@@ -474,48 +451,75 @@ mod tests {
     #[test]
     fn a_small_read_stays_queued_until_the_next_one_and_a_large_one_does_not() {
         let (mut writer, mut stream) = pair();
-        let (mut input, mut peeked) = (BytesMut::new(), 0usize);
+        let (mut input, mut deferral) = (BytesMut::new(), Deferral::default());
         writer.write_all(&[7u8; 100]).unwrap();
-        read_exactly(&mut stream, &mut input, &mut peeked, true, 100);
-        assert_eq!(peeked, 100);
+        read_exactly(&mut stream, &mut input, &mut deferral, true, 100);
+        assert_eq!(deferral.peeked, 100);
         assert_eq!(
             queued(&stream),
             100,
             "peeked bytes stay in the receive queue"
         );
         assert!(matches!(
-            stream.read_input(&mut input, &mut peeked, true),
+            stream.read_input(&mut input, &mut deferral, true),
             Err(e) if e.kind() == io::ErrorKind::WouldBlock
         ));
-        assert_eq!((peeked, queued(&stream), input.len()), (0, 0, 100));
+        assert_eq!((deferral.peeked, queued(&stream), input.len()), (0, 0, 100));
 
         let big = DEFER_CONSUME_MAX * 3;
         writer.write_all(&vec![9u8; big]).unwrap();
-        read_exactly(&mut stream, &mut input, &mut peeked, true, big);
+        read_exactly(&mut stream, &mut input, &mut deferral, true, big);
         assert_eq!(input.len(), 100 + big);
         assert!(
-            peeked <= DEFER_CONSUME_MAX,
+            deferral.peeked <= DEFER_CONSUME_MAX,
             "a large read is dropped at once"
         );
-        assert_eq!(queued(&stream), peeked);
+        assert_eq!(queued(&stream), deferral.peeked);
 
         // Without deferral (the I/O thread), a read drops what is left first.
         writer.write_all(&[1u8; 10]).unwrap();
-        read_exactly(&mut stream, &mut input, &mut peeked, false, 10);
-        assert_eq!((peeked, queued(&stream)), (0, 0));
+        read_exactly(&mut stream, &mut input, &mut deferral, false, 10);
+        assert_eq!((deferral.peeked, queued(&stream)), (0, 0));
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn bulk_reads_do_not_peek_until_a_read_finds_little() {
+        let (mut writer, mut stream) = pair();
+        let (mut input, mut deferral) = (BytesMut::new(), Deferral::default());
+        // A burst well above the limit: one capped peek, dropped at once, then plain
+        // reads, which leave nothing in the kernel.
+        let big = DEFER_CONSUME_MAX * 4;
+        writer.write_all(&vec![3u8; big]).unwrap();
+        wait_queued(&stream, big);
+        read_exactly(&mut stream, &mut input, &mut deferral, true, big);
+        assert!(deferral.bulk, "the burst's last read was large");
+        assert_eq!((deferral.peeked, queued(&stream)), (0, 0));
+        // The first small read after it is still a plain one and ends the bulk run ...
+        writer.write_all(&[4u8; 50]).unwrap();
+        wait_queued(&stream, 50);
+        read_exactly(&mut stream, &mut input, &mut deferral, true, 50);
+        assert!(!deferral.bulk);
+        assert_eq!((deferral.peeked, queued(&stream)), (0, 0));
+        // ... so the next one peeks again.
+        writer.write_all(&[5u8; 50]).unwrap();
+        wait_queued(&stream, 50);
+        read_exactly(&mut stream, &mut input, &mut deferral, true, 50);
+        assert_eq!((deferral.peeked, queued(&stream)), (50, 50));
+        assert_eq!(input.len(), big + 100);
     }
 
     #[test]
     fn the_peer_closing_reads_as_end_of_stream_with_or_without_deferral() {
         for defer in [true, false] {
             let (mut writer, mut stream) = pair();
-            let (mut input, mut peeked) = (BytesMut::new(), 0usize);
+            let (mut input, mut deferral) = (BytesMut::new(), Deferral::default());
             writer.write_all(b"last words").unwrap();
-            read_exactly(&mut stream, &mut input, &mut peeked, defer, 10);
+            read_exactly(&mut stream, &mut input, &mut deferral, defer, 10);
             drop(writer);
             let start = std::time::Instant::now();
             loop {
-                match stream.read_input(&mut input, &mut peeked, defer) {
+                match stream.read_input(&mut input, &mut deferral, defer) {
                     Ok((0, _)) => break,
                     Ok((n, _)) => panic!("{n} bytes after the last write"),
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}

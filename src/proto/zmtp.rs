@@ -924,11 +924,7 @@ impl Session {
                     if last.kind == (FrameKind::Message { more: false }) {
                         let payload = frames.slice(at + last.header_len..at + last.frame_len());
                         at += last.frame_len();
-                        let message = Message::pair(body, payload);
-                        match on_message {
-                            Some(deliver) => deliver(message),
-                            None => self.events.push_back(Event::Message(message)),
-                        }
+                        self.deliver(Message::pair(body, payload), on_message);
                         continue;
                     }
                 }
@@ -1025,10 +1021,15 @@ impl Session {
         if !more && !self.partial.is_empty() {
             self.partial_size = 0;
             let message = std::mem::take(&mut self.partial);
-            match on_message {
-                Some(deliver) => deliver(message),
-                None => self.events.push_back(Event::Message(message)),
-            }
+            self.deliver(message, on_message);
+        }
+    }
+
+    /// Hands a complete message to the reader's callback, or queues it as an event.
+    fn deliver(&mut self, message: Message, on_message: &mut Option<&mut dyn FnMut(Message)>) {
+        match on_message {
+            Some(deliver) => deliver(message),
+            None => self.events.push_back(Event::Message(message)),
         }
     }
 
