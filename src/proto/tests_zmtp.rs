@@ -698,6 +698,19 @@ fn message_size_limit_is_decided_from_headers() {
             max: 100
         })
     );
+    // The same with every body already received (the decoder's fast path for runs of
+    // complete frames must refuse it too), and one complete short frame over the limit.
+    for (frames, size) in [
+        (&[&[1u8; 40][..], &[2; 40], &[3; 40]][..], 120),
+        (&[&[4; 101][..]][..], 101),
+    ] {
+        let mut s = Session::new(config.clone(), now);
+        feed(&mut s, &handshake(1, SocketType::Pub), now).unwrap();
+        assert_eq!(
+            feed(&mut s, &message_bytes(frames), now),
+            Err(SessionError::MessageTooLarge { size, max: 100 })
+        );
+    }
 
     // A LONG frame declaring 2^62 bytes: refused from 9 bytes, nothing allocated.
     let mut s = Session::new(config, now);
