@@ -149,7 +149,17 @@ impl<T> StampedRing<T> {
                         continue;
                     }
                 } else {
-                    self.head.store(next, Ordering::Release);
+                    // A store would do for the only claimant of the head; the locked swap
+                    // is there for speed. A consumer whose pop costs no more than a store
+                    // keeps catching up with its producers (it found the ring empty about
+                    // 20,000 times per 262,144 items in the two-producer bench, against
+                    // about 600 for `ArrayQueue`, whose pop claims the head with a CAS),
+                    // and each pop at their heels pulls the line they are filling.
+                    // Measured on a 2-vCPU Intel VM, u64 items, alternating binaries:
+                    // 30-33 M items/s with the store against ArrayQueue's 46-54 M
+                    // (0.59x, 0.65x), 49-57 M with the swap (1.00x, 0.95x). A store plus a
+                    // SeqCst fence measured 21 M.
+                    self.head.swap(next, Ordering::SeqCst);
                 }
                 // SAFETY: the stamp says the slot holds the item for `head` (its write
                 // happened-before through the Acquire load) and our claim of `head` makes
