@@ -246,8 +246,7 @@ impl Message {
     }
 
     /// A message made of `frames`.
-    pub fn new(frames: Vec<Bytes>) -> Message {
-        let mut frames = frames;
+    pub fn new(mut frames: Vec<Bytes>) -> Message {
         let frames = match frames.len() {
             0 => Frames::default(),
             1 => Frames::Other(OtherFrames::Short {
