@@ -602,7 +602,7 @@ impl<T> MpscProducer<T> {
 
 impl<T: ItemSize> MpscProducer<T> {
     /// Pushes `item`, applying the ring's [`OverflowPolicy`] if it is full.
-    #[inline]
+    #[inline(always)]
     pub fn push(&self, item: T) -> Result<(), PushError<T>> {
         if let Some(ring) = self.plain {
             // SAFETY: `plain` points at the stamped core inside `self.shared`, alive as
@@ -618,6 +618,14 @@ impl<T: ItemSize> MpscProducer<T> {
                 };
             }
         }
+        self.push_general(item)
+    }
+
+    /// Every push the plain path does not cover, out of line as on the SPSC producer:
+    /// inlined here, the general path made `push` too large to inline into the caller,
+    /// so that every push paid a call.
+    #[inline(never)]
+    fn push_general(&self, item: T) -> Result<(), PushError<T>> {
         self.push_emplace(Owned(item)).map_err(unwrap_owned)
     }
 
@@ -698,8 +706,10 @@ pub struct Consumer<T> {
     fast: FastConsumer,
     /// The ring's fast core when `shared.plain_pop` holds (as [`Producer`]'s `plain`).
     plain: Option<NonNull<FastRing<T>>>,
-    /// The stamped core when no producer blocks (as [`MpscProducer`]'s `plain`). Used at the top of the out-of-line general pop, not in `try_pop`
-    /// itself: one more branch there grew it past inlining and halved the SPSC rate.
+    /// The stamped core when no producer blocks (as [`MpscProducer`]'s `plain`), popped
+    /// in `try_pop` itself beside the fast core. An earlier `#[inline]` `try_pop` with
+    /// this branch grew past inlining and halved the SPSC rate; it is
+    /// `#[inline(always)]` now, its slow paths out of line.
     stamped: Option<NonNull<StampedRing<T>>>,
     /// Overflow items taken from under the lock in one go; older than anything the ring
     /// holds, so they are served first.
@@ -776,7 +786,7 @@ impl<T> Consumer<T> {
 
 impl<T: ItemSize> Consumer<T> {
     /// Pops the oldest item without waiting.
-    #[inline]
+    #[inline(always)]
     pub fn try_pop(&mut self) -> Result<T, TryPopError> {
         if let Some(ring) = self.plain {
             // SAFETY: `plain` points at the fast core inside `self.shared`, alive as long
@@ -798,14 +808,7 @@ impl<T: ItemSize> Consumer<T> {
                     return Err(TryPopError::Empty);
                 }
             }
-        }
-        self.try_pop_general()
-    }
-
-    /// Every pop the plain path does not cover: overflow, wake-ups, empty and closed.
-    #[inline(never)]
-    fn try_pop_general(&mut self) -> Result<T, TryPopError> {
-        if let Some(ring) = self.stamped {
+        } else if let Some(ring) = self.stamped {
             // SAFETY: `stamped` points at the stamped core inside `self.shared`, alive as
             // long as `self`.
             let ring = unsafe { ring.as_ref() };
@@ -820,6 +823,12 @@ impl<T: ItemSize> Consumer<T> {
                 }
             }
         }
+        self.try_pop_general()
+    }
+
+    /// Every pop the plain path does not cover: overflow, wake-ups, empty and closed.
+    #[inline(never)]
+    fn try_pop_general(&mut self) -> Result<T, TryPopError> {
         if let Some(item) = self.pop_any() {
             return Ok(item);
         }
