@@ -81,8 +81,9 @@
 
 use crate::proto::subscriptions::SubscriptionTable;
 use crate::wire::zmtp::{
-    decode_frame_header, put_frame_header, Command, Decoded, FrameKind, Greeting, Ready,
-    SocketType, Subscription, WireError, FLAG_COMMAND, FLAG_MORE, GREETING_LEN, SHORT_HEADER_LEN,
+    decode_frame_header, put_frame_header, Command, Decoded, FrameHeader, FrameKind, Greeting,
+    Ready, SocketType, Subscription, WireError, FLAG_COMMAND, FLAG_MORE, GREETING_LEN,
+    SHORT_HEADER_LEN,
 };
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use std::collections::VecDeque;
@@ -222,18 +223,15 @@ enum Frames {
 
 #[derive(Clone)]
 enum OtherFrames {
-    /// No frame (`len` 0, `frame` empty) or one.
-    Short { len: u8, frame: Bytes },
+    /// No frame or one.
+    Few(Option<Bytes>),
     /// Three frames or more.
     Heap(Vec<Bytes>),
 }
 
 impl Default for Frames {
     fn default() -> Frames {
-        Frames::Other(OtherFrames::Short {
-            len: 0,
-            frame: Bytes::new(),
-        })
+        Frames::Other(OtherFrames::Few(None))
     }
 }
 
@@ -247,19 +245,18 @@ impl Message {
 
     /// A message made of `frames`.
     pub fn new(mut frames: Vec<Bytes>) -> Message {
-        let frames = match frames.len() {
-            0 => Frames::default(),
-            1 => Frames::Other(OtherFrames::Short {
-                len: 1,
-                frame: frames.pop().unwrap_or_default(),
-            }),
+        match frames.len() {
+            0 | 1 => Message {
+                frames: Frames::Other(OtherFrames::Few(frames.pop())),
+            },
             2 => {
                 let second = frames.pop().unwrap_or_default();
-                Frames::Pair([frames.pop().unwrap_or_default(), second])
+                Message::pair(frames.pop().unwrap_or_default(), second)
             }
-            _ => Frames::Other(OtherFrames::Heap(frames)),
-        };
-        Message { frames }
+            _ => Message {
+                frames: Frames::Other(OtherFrames::Heap(frames)),
+            },
+        }
     }
 
     /// A two-frame message, `topic` then `payload`, without an allocation for the list.
@@ -270,20 +267,17 @@ impl Message {
     /// A one-frame message, built whole.
     pub(crate) fn single(frame: Bytes) -> Message {
         Message {
-            frames: Frames::Other(OtherFrames::Short { len: 1, frame }),
+            frames: Frames::Other(OtherFrames::Few(Some(frame))),
         }
     }
 
     /// Appends a frame.
     pub fn push_frame(&mut self, frame: Bytes) {
         match &mut self.frames {
-            Frames::Other(OtherFrames::Short { len, frame: slot }) if *len == 0 => {
-                *slot = frame;
-                *len = 1;
-            }
-            Frames::Other(OtherFrames::Short { frame: first, .. }) => {
-                self.frames = Frames::Pair([std::mem::take(first), frame]);
-            }
+            Frames::Other(OtherFrames::Few(slot)) => match slot.take() {
+                None => *slot = Some(frame),
+                Some(first) => self.frames = Frames::Pair([first, frame]),
+            },
             Frames::Pair(pair) => {
                 let mut v = Vec::with_capacity(4);
                 v.extend(pair.iter_mut().map(std::mem::take));
@@ -298,9 +292,7 @@ impl Message {
     pub fn frames(&self) -> &[Bytes] {
         match &self.frames {
             Frames::Pair(pair) => pair,
-            Frames::Other(OtherFrames::Short { len, frame }) => std::slice::from_ref(frame)
-                .get(..usize::from(*len))
-                .unwrap_or_default(),
+            Frames::Other(OtherFrames::Few(frame)) => frame.as_slice(),
             Frames::Other(OtherFrames::Heap(v)) => v,
         }
     }
@@ -309,8 +301,7 @@ impl Message {
     pub fn into_frames(self) -> Vec<Bytes> {
         match self.frames {
             Frames::Pair(pair) => pair.into(),
-            Frames::Other(OtherFrames::Short { len: 0, .. }) => Vec::new(),
-            Frames::Other(OtherFrames::Short { frame, .. }) => vec![frame],
+            Frames::Other(OtherFrames::Few(frame)) => frame.into_iter().collect(),
             Frames::Other(OtherFrames::Heap(v)) => v,
         }
     }
@@ -891,7 +882,7 @@ impl Session {
             )
         }) {
             // As `on_message_frame` counts it: the frames of the message so far.
-            partial_size = if frame.more {
+            partial_size = if frame.kind.more() {
                 partial_size.saturating_add(frame.body_len as u64)
             } else {
                 0
@@ -913,14 +904,14 @@ impl Session {
             let body_at = at + frame.header_len;
             at = body_at + frame.body_len;
             let body = frames.slice(body_at..at);
-            if frame.more && self.partial.is_empty() {
+            if frame.kind.more() && self.partial.is_empty() {
                 // A message of exactly two frames, both in this run (the common topic +
                 // payload shape): built in place and handed on, instead of each frame
                 // going through `partial` and the message being taken out of it.
                 if let Some(last) = frames
                     .get(at..)
                     .and_then(|rest| complete_data_frame(rest, u64::MAX))
-                    .filter(|last| !last.more)
+                    .filter(|last| !last.kind.more())
                 {
                     let payload_at = at + last.header_len;
                     at = payload_at + last.body_len;
@@ -929,7 +920,7 @@ impl Session {
                     continue;
                 }
             }
-            self.on_message_frame(body, frame.more, on_message);
+            self.on_message_frame(body, frame.kind.more(), on_message);
         }
     }
 
@@ -1256,48 +1247,31 @@ fn unexpected(command: &Command<'_>) -> SessionError {
     }
 }
 
-/// A data frame whose header and body are both at the start of `rest`, as
-/// [`Session::take_data_frames`] walks them.
-#[derive(Clone, Copy)]
-struct DataFrame {
-    more: bool,
-    header_len: usize,
-    body_len: usize,
-}
-
-/// The complete data frame at the start of `rest` whose body is at most `limit` bytes;
-/// `None` for anything else (a command, an incomplete or oversized frame, bad flags),
-/// which the general decoding loop then reports. A short frame, the form of every small
-/// message, is read here directly: the general header decoder and its result types cost
-/// several times the few instructions it needs.
+/// The header of the complete data frame at the start of `rest` whose body is at most
+/// `limit` bytes, as [`Session::take_data_frames`] walks them; `None` for anything else
+/// (a command, an incomplete or oversized frame, bad flags), which the general decoding
+/// loop then reports. A short frame, the form of every small message, is read here
+/// directly; only a LONG one goes through [`decode_frame_header`].
 #[inline(always)]
-fn complete_data_frame(rest: &[u8], limit: u64) -> Option<DataFrame> {
-    let (&flags, tail) = rest.split_first()?;
+fn complete_data_frame(rest: &[u8], limit: u64) -> Option<FrameHeader> {
+    let &flags = rest.first()?;
     if flags & !FLAG_MORE == 0 {
-        let body_len = usize::from(*tail.first()?);
-        if body_len as u64 > limit || tail.len() - 1 < body_len {
+        let body_len = usize::from(*rest.get(1)?);
+        if body_len as u64 > limit || rest.len() < SHORT_HEADER_LEN + body_len {
             return None;
         }
-        return Some(DataFrame {
-            more: flags != 0,
+        return Some(FrameHeader {
+            kind: FrameKind::Message { more: flags != 0 },
             header_len: SHORT_HEADER_LEN,
             body_len,
         });
     }
-    if flags & FLAG_COMMAND != 0 {
-        return None;
+    match decode_frame_header(rest, limit) {
+        Ok(Decoded::Done(header)) if !header.kind.is_command() => {
+            (rest.len() >= header.frame_len()).then_some(header)
+        }
+        _ => None,
     }
-    let Ok(Decoded::Done(header)) = decode_frame_header(rest, limit) else {
-        return None;
-    };
-    let FrameKind::Message { more } = header.kind else {
-        return None;
-    };
-    (rest.len() >= header.frame_len()).then_some(DataFrame {
-        more,
-        header_len: header.header_len,
-        body_len: header.body_len,
-    })
 }
 
 #[cfg(test)]
