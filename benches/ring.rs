@@ -16,9 +16,11 @@
 //! * `mpsc_u64_2p`, `mpsc_64b_2p`: two producer threads push N/2 items each, the bench
 //!   thread pops N. This machine has 2 cores, so 3 spinning threads would fight over
 //!   them: in these two groups every contestant waits by spinning 64 times, then yielding
-//!   (the two producers share one CPU). The interleaved summary's mpsc table also shows
-//!   `volley_published`, the ring on `MpscCore::Published` (made for a consumer that
-//!   keeps up; this bench runs the ring full).
+//!   (the two producers share one CPU). The interleaved summary's mpsc tables also show
+//!   `volley_stamped`, the ring on the other core, `MpscCore::Stamped` (the default is
+//!   `Published`), and its `mpsc_u64_2p_full` table runs the same contestants with a
+//!   consumer that spends one `spin_loop` on each item it pops, so that the ring runs
+//!   full: the case each core's design trades against the other.
 //! * `single_thread`: one push then one pop on the bench thread (one element = one pair).
 //! * `policy_nonfull`: the same push + pop on a never-full volley ring under each
 //!   `OverflowPolicy` (BusySpin, so no wake-up checks are involved): the policy is applied
@@ -198,11 +200,32 @@ fn volley_mpsc<T: Item>() -> (volley::ring::MpscProducer<T>, volley::ring::Consu
     mpsc(CAP, busy(OverflowPolicy::DropNewest))
 }
 
-fn volley_mpsc_published<T: Item>() -> (volley::ring::MpscProducer<T>, volley::ring::Consumer<T>) {
+fn volley_mpsc_stamped<T: Item>() -> (volley::ring::MpscProducer<T>, volley::ring::Consumer<T>) {
     mpsc(
         CAP,
-        busy(OverflowPolicy::DropNewest).mpsc_core(MpscCore::Published),
+        busy(OverflowPolicy::DropNewest).mpsc_core(MpscCore::Stamped),
     )
+}
+
+/// A consuming end that spends one `spin_loop` on every item it pops: a consumer slower
+/// than its producers, so that the ring runs full.
+struct SlowConsumer<C>(C);
+
+impl<T, C: Rx<T>> Rx<T> for SlowConsumer<C> {
+    #[inline(always)]
+    fn try_pop(&mut self) -> Option<T> {
+        let item = self.0.try_pop();
+        if item.is_some() {
+            spin_loop();
+        }
+        item
+    }
+}
+
+/// `make`'s ring with a [`SlowConsumer`].
+fn slow<P, C>(make: fn() -> (P, C)) -> (P, SlowConsumer<C>) {
+    let (tx, rx) = make();
+    (tx, SlowConsumer(rx))
 }
 
 fn volley_mpsc_default<T: Item>() -> (volley::ring::MpscProducer<T>, volley::ring::Consumer<T>) {
@@ -955,10 +978,27 @@ fn interleaved_summary() {
             ("volley_busyspin", mpsc_run::<u64, _, _>(volley_mpsc::<u64>)),
             ("arrayqueue", mpsc_run::<u64, _, _>(array_queue::<u64>)),
             (
-                "volley_published",
-                mpsc_run::<u64, _, _>(volley_mpsc_published::<u64>),
+                "volley_stamped",
+                mpsc_run::<u64, _, _>(volley_mpsc_stamped::<u64>),
             ),
             ("crossbeam_channel", mpsc_run::<u64, _, _>(channel::<u64>)),
+        ],
+    );
+    interleave(
+        "mpsc_u64_2p_full",
+        vec![
+            (
+                "volley_busyspin",
+                mpsc_run::<u64, _, _>(|| slow(volley_mpsc::<u64>)),
+            ),
+            (
+                "arrayqueue",
+                mpsc_run::<u64, _, _>(|| slow(array_queue::<u64>)),
+            ),
+            (
+                "volley_stamped",
+                mpsc_run::<u64, _, _>(|| slow(volley_mpsc_stamped::<u64>)),
+            ),
         ],
     );
 }

@@ -148,8 +148,14 @@ fn spsc_every_policy_reconciles() {
 fn mpsc_two_producers_every_policy_reconciles() {
     const PRODUCERS: u64 = 2;
     let cores = [MpscCore::Stamped, MpscCore::Published];
-    for (policy, core) in policies().into_iter().flat_map(|p| cores.map(|c| (p, c))) {
-        let config = RingConfig::with_policy(policy).mpsc_core(core);
+    // BusySpin as well: the ends of a ring whose sides never park take the plain paths.
+    let waits = [WaitStrategy::BusySpin, WaitStrategy::default()];
+    let shapes = cores.into_iter().flat_map(|c| waits.map(|w| (c, w)));
+    for (policy, (core, wait)) in policies()
+        .into_iter()
+        .flat_map(|p| shapes.clone().map(move |s| (p, s)))
+    {
+        let config = RingConfig::with_policy(policy).mpsc_core(core).wait(wait);
         let (tx, mut rx) = mpsc::<u64>(1024, config);
         let handles: Vec<_> = (0..PRODUCERS)
             .map(|p| {

@@ -151,14 +151,16 @@ impl<T> Shared<T> {
         }
     }
 
-    /// The stamped core of a several-producer ring without eviction (the only stamped
-    /// rings that do not evict), if `plain` says its end needs no wake-up check: the
-    /// [`plain_core`](Self::plain_core) of [`MpscProducer`] and of its consumer.
-    fn plain_stamped(&self, plain: bool) -> Option<NonNull<StampedRing<T>>> {
+    /// The core of a several-producer ring without eviction, if `plain` says its end
+    /// needs no wake-up check: the [`plain_core`](Self::plain_core) of [`MpscProducer`]
+    /// and of its consumer. (Evicting rings are stamped, and every stamped ring that does
+    /// not evict has several producers.)
+    fn plain_multi(&self, plain: bool) -> Option<MultiCore<T>> {
         match (&self.core, plain) {
             (Core::Stamped(ring), true) if self.config.policy != OverflowPolicy::DropOldest => {
-                Some(NonNull::from(ring))
+                Some(MultiCore::Stamped(NonNull::from(ring)))
             }
+            (Core::Published(ring), true) => Some(MultiCore::Published(NonNull::from(ring))),
             _ => None,
         }
     }
@@ -573,19 +575,56 @@ impl<T> Drop for Producer<T> {
     }
 }
 
+/// A pointer to the core of a several-producer ring that does not evict, for the plain
+/// paths of [`MpscProducer`] and [`Consumer`]. It points into the handle's `shared`.
+enum MultiCore<T> {
+    Stamped(NonNull<StampedRing<T>>),
+    Published(NonNull<PublishedRing<T>>),
+}
+
+impl<T> Clone for MultiCore<T> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<T> Copy for MultiCore<T> {}
+
+/// A [`MultiCore`] borrowed from the ring that holds it.
+enum MultiRef<'a, T> {
+    Stamped(&'a StampedRing<T>),
+    Published(&'a PublishedRing<T>),
+}
+
+impl<T> MultiCore<T> {
+    /// The core, borrowed for as long as `shared`, the ring it was taken from (every
+    /// `MultiCore` comes from [`Shared::plain_multi`] of the ring its handle holds).
+    /// `shared` only bounds the borrow: the pointer saves the loads through it.
+    #[inline(always)]
+    fn get(self, shared: &Shared<T>) -> MultiRef<'_, T> {
+        let _ = shared;
+        match self {
+            // SAFETY: the pointer points into `shared` (see above), alive for the borrow.
+            MultiCore::Stamped(ring) => MultiRef::Stamped(unsafe { ring.as_ref() }),
+            // SAFETY: as above.
+            MultiCore::Published(ring) => MultiRef::Published(unsafe { ring.as_ref() }),
+        }
+    }
+}
+
 /// A producing end of an [`mpsc`] ring; clone it for each producing thread.
 ///
 /// The ring closes when the last clone is dropped.
 pub struct MpscProducer<T> {
     shared: Arc<Shared<T>>,
-    /// The stamped core when the consumer never parks (as [`Producer`]'s `plain`): a push that finds room skips the core's variant and the hand-off's
-    /// checks, which cost a several-producer push more instructions than crossbeam's
-    /// `ArrayQueue` spends on a whole push.
-    plain: Option<NonNull<StampedRing<T>>>,
+    /// The core when the consumer never parks (as [`Producer`]'s `plain`): a push that
+    /// finds room skips the hand-off's checks, which cost a several-producer push more
+    /// instructions than crossbeam's `ArrayQueue` spends on a whole push.
+    plain: Option<MultiCore<T>>,
 }
 
-// SAFETY: `plain` points into `shared`, which the handle keeps alive; the stamped core is
-// `Sync` for `T: Send` and built for concurrent pushes through `&self`, so the handle may
+// SAFETY: `plain` points into `shared`, which the handle keeps alive; both cores it may
+// point at are `Sync` for `T: Send` and built for concurrent pushes through `&self`, so the handle may
 // move to, and be shared with, other threads exactly as the `Arc` alone could.
 unsafe impl<T: Send> Send for MpscProducer<T> {}
 // SAFETY: as above.
@@ -594,7 +633,7 @@ unsafe impl<T: Send> Sync for MpscProducer<T> {}
 impl<T> MpscProducer<T> {
     fn new(shared: Arc<Shared<T>>) -> Self {
         MpscProducer {
-            plain: shared.plain_stamped(!shared.wake_consumer),
+            plain: shared.plain_multi(!shared.wake_consumer),
             shared,
         }
     }
@@ -604,17 +643,18 @@ impl<T: ItemSize> MpscProducer<T> {
     /// Pushes `item`, applying the ring's [`OverflowPolicy`] if it is full.
     #[inline(always)]
     pub fn push(&self, item: T) -> Result<(), PushError<T>> {
-        if let Some(ring) = self.plain {
-            // SAFETY: `plain` points at the stamped core inside `self.shared`, alive as
-            // long as `self`.
-            let ring = unsafe { ring.as_ref() };
+        if let Some(core) = self.plain {
             let shared = &*self.shared;
             // One word for "the consumer is gone" and "items wait in the overflow
             // queue", as on the SPSC plain path.
             if shared.detour.load(Ordering::Acquire) == 0 {
-                return match shared.push_stamped(ring, Owned(item)) {
+                let pushed = match core.get(shared) {
+                    MultiRef::Stamped(ring) => shared.push_stamped(ring, Owned(item)),
+                    MultiRef::Published(ring) => ring.push(Owned(item)),
+                };
+                return match pushed {
                     Ok(()) => Ok(()),
-                    Err(item) => self.push_full(ring, item),
+                    Err(item) => self.push_full(core, item),
                 };
             }
         }
@@ -631,11 +671,15 @@ impl<T: ItemSize> MpscProducer<T> {
 
     /// The plain path's full ring: the policy's hand-off, out of line.
     #[inline(never)]
-    fn push_full(&self, ring: &StampedRing<T>, item: Owned<T>) -> Result<(), PushError<T>> {
+    fn push_full(&self, core: MultiCore<T>, item: Owned<T>) -> Result<(), PushError<T>> {
         let shared = &*self.shared;
-        shared
-            .when_full(item, &mut |item| shared.push_stamped(ring, item))
-            .map_err(unwrap_owned)
+        match core.get(shared) {
+            MultiRef::Stamped(ring) => {
+                shared.when_full(item, &mut |item| shared.push_stamped(ring, item))
+            }
+            MultiRef::Published(ring) => shared.when_full(item, &mut |item| ring.push(item)),
+        }
+        .map_err(unwrap_owned)
     }
 
     /// Pushes the item `item` builds in its slot (see [`Emplace`]), applying the ring's
@@ -706,18 +750,18 @@ pub struct Consumer<T> {
     fast: FastConsumer,
     /// The ring's fast core when `shared.plain_pop` holds (as [`Producer`]'s `plain`).
     plain: Option<NonNull<FastRing<T>>>,
-    /// The stamped core when no producer blocks (as [`MpscProducer`]'s `plain`), popped
-    /// in `try_pop` itself beside the fast core. An earlier `#[inline]` `try_pop` with
-    /// this branch grew past inlining and halved the SPSC rate; it is
+    /// The several-producer core when no producer blocks (as [`MpscProducer`]'s
+    /// `plain`), popped in `try_pop` itself beside the fast core. An earlier `#[inline]`
+    /// `try_pop` with this branch grew past inlining and halved the SPSC rate; it is
     /// `#[inline(always)]` now, its slow paths out of line.
-    stamped: Option<NonNull<StampedRing<T>>>,
+    multi: Option<MultiCore<T>>,
     /// Overflow items taken from under the lock in one go; older than anything the ring
     /// holds, so they are served first.
     overflow_batch: VecDeque<T>,
 }
 
-// SAFETY: as for `Producer`: `plain` points into `shared`, which the handle keeps alive,
-// and every use of it takes `&mut self`.
+// SAFETY: as for `Producer`: `plain` and `multi` point into `shared`, which the handle
+// keeps alive, and every use of them takes `&mut self`.
 unsafe impl<T: Send> Send for Consumer<T> {}
 // SAFETY: as above; `T: Sync` as well because the handle holds items of its own (the
 // overflow batch), as the auto impl would require.
@@ -727,7 +771,7 @@ impl<T> Consumer<T> {
     fn new(shared: Arc<Shared<T>>) -> Self {
         Consumer {
             plain: shared.plain_core(shared.plain_pop),
-            stamped: shared.plain_stamped(!shared.wake_producers),
+            multi: shared.plain_multi(!shared.wake_producers),
             shared,
             fast: FastConsumer::default(),
             overflow_batch: VecDeque::new(),
@@ -808,12 +852,13 @@ impl<T: ItemSize> Consumer<T> {
                     return Err(TryPopError::Empty);
                 }
             }
-        } else if let Some(ring) = self.stamped {
-            // SAFETY: `stamped` points at the stamped core inside `self.shared`, alive as
-            // long as `self`.
-            let ring = unsafe { ring.as_ref() };
+        } else if let Some(core) = self.multi {
             if self.overflow_batch.is_empty() {
-                if let Some(item) = ring.pop() {
+                let popped = match core.get(&self.shared) {
+                    MultiRef::Stamped(ring) => ring.pop(),
+                    MultiRef::Published(ring) => ring.pop(),
+                };
+                if let Some(item) = popped {
                     return Ok(item);
                 }
                 // As on the SPSC plain path: only the overflow queue and the close need a

@@ -19,10 +19,10 @@
 //! * [`spsc`]: one producer, one consumer. Lamport's ring with the rtrb / Disruptor
 //!   refinements (cache-padded indices, each side caching the other's index), batch push
 //!   and pop that publish a whole run with one store.
-//! * [`mpsc`]: cloneable producers, one consumer. By default Vyukov's slot-stamped ring
-//!   (the layout of crossbeam's `ArrayQueue`), with plain stores where only one thread
-//!   writes; or, chosen with [`MpscCore::Published`] for a consumer that keeps up, the
-//!   Disruptor's multi-producer sequencer, whose consumer never writes a slot.
+//! * [`mpsc`]: cloneable producers, one consumer. By default the Disruptor's
+//!   multi-producer sequencer, whose consumer never writes a slot; or, chosen with
+//!   [`MpscCore::Stamped`] (and always for DropOldest), Vyukov's slot-stamped ring (the
+//!   layout of crossbeam's `ArrayQueue`).
 //!
 //! # Overflow policies
 //! [`OverflowPolicy`] is chosen per ring and applied in one place, the producer's slow

@@ -155,7 +155,8 @@ impl<T> StampedRing<T> {
                     // 20,000 times per 262,144 items in the two-producer bench, against
                     // about 600 for `ArrayQueue`, whose pop claims the head with a CAS),
                     // and each pop at their heels pulls the line they are filling.
-                    // Measured on a 2-vCPU Intel VM, u64 items (`-- interleaved_mpsc_u64_2p`):
+                    // Measured on a 2-vCPU Intel VM, u64 items, when this was the default MPSC
+                    // core (`-- interleaved_mpsc_u64_2p`):
                     // 30-32 M items/s with the store against ArrayQueue's 43-55 M (0.58x-
                     // 0.69x), 42-49 M with the swap against 50-51 M (0.88x-0.98x). A store
                     // plus a SeqCst fence measured 21 M.
