@@ -87,10 +87,10 @@ pub enum MpscCore {
     /// kept on the tail's cache line, and the consumer never writes a slot, so a push into
     /// a ring with room takes over a line the consumer only read. When the copy says full,
     /// a push reads the head itself, which the consumer writes on each pop. The default:
-    /// with two producers against one consumer it moved 1.07x-1.36x the stamped core's
-    /// items per second while the consumer kept up, and 1.41x-1.48x while the ring ran
+    /// with two producers against one consumer it moved 1.07x-1.48x the stamped core's
+    /// items per second while the consumer kept up, and 1.33x-1.50x while the ring ran
     /// full (`cargo bench --bench ring -- interleaved`, tables `mpsc_u64_2p` and
-    /// `mpsc_u64_2p_full`, four runs on a 2-vCPU AMD EPYC VM). The StatsD client's callers
+    /// `mpsc_u64_2p_full`, seven runs on a 2-vCPU AMD EPYC VM). The StatsD client's callers
     /// paid 36.1 against 40.1 ns per metric on it (medians of 10 alternating runs).
     #[default]
     Published,
