@@ -599,10 +599,15 @@ enum MultiRef<'a, T> {
 impl<T> MultiCore<T> {
     /// The core, borrowed for as long as `shared`, the ring it was taken from (every
     /// `MultiCore` comes from [`Shared::plain_multi`] of the ring its handle holds).
-    /// `shared` only bounds the borrow: the pointer saves the loads through it.
+    /// `shared` only bounds the borrow (and, in debug builds, is checked to hold the
+    /// pointer): the pointer saves the loads through it.
     #[inline(always)]
     fn get(self, shared: &Shared<T>) -> MultiRef<'_, T> {
-        let _ = shared;
+        debug_assert!(match (self, &shared.core) {
+            (MultiCore::Stamped(p), Core::Stamped(r)) => std::ptr::eq(p.as_ptr(), r),
+            (MultiCore::Published(p), Core::Published(r)) => std::ptr::eq(p.as_ptr(), r),
+            _ => false,
+        });
         match self {
             // SAFETY: the pointer points into `shared` (see above), alive for the borrow.
             MultiCore::Stamped(ring) => MultiRef::Stamped(unsafe { ring.as_ref() }),
@@ -624,8 +629,9 @@ pub struct MpscProducer<T> {
 }
 
 // SAFETY: `plain` points into `shared`, which the handle keeps alive; both cores it may
-// point at are `Sync` for `T: Send` and built for concurrent pushes through `&self`, so the handle may
-// move to, and be shared with, other threads exactly as the `Arc` alone could.
+// point at are `Sync` for `T: Send` and built for concurrent pushes through `&self`, so
+// the handle may move to, and be shared with, other threads exactly as the `Arc` alone
+// could.
 unsafe impl<T: Send> Send for MpscProducer<T> {}
 // SAFETY: as above.
 unsafe impl<T: Send> Sync for MpscProducer<T> {}
