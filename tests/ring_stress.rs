@@ -146,43 +146,48 @@ fn spsc_every_policy_reconciles() {
 
 #[test]
 fn mpsc_two_producers_every_policy_reconciles() {
-    const PRODUCERS: u64 = 2;
-    let cores = [MpscCore::Stamped, MpscCore::Published];
-    // BusySpin as well: the ends of a ring whose sides never park take the plain paths.
-    let waits = [WaitStrategy::BusySpin, WaitStrategy::default()];
-    let shapes = cores.into_iter().flat_map(|c| waits.map(|w| (c, w)));
-    for (policy, (core, wait)) in policies()
-        .into_iter()
-        .flat_map(|p| shapes.clone().map(move |s| (p, s)))
-    {
-        let config = RingConfig::with_policy(policy).mpsc_core(core).wait(wait);
-        let (tx, mut rx) = mpsc::<u64>(1024, config);
-        let handles: Vec<_> = (0..PRODUCERS)
-            .map(|p| {
-                let tx = tx.clone();
-                thread::spawn(move || {
-                    let mut o = Outcomes::default();
-                    for seq in 0..ITEMS_PER_PRODUCER {
-                        o.record(tx.push((p << PRODUCER_SHIFT) | seq));
-                    }
-                    o
-                })
-            })
-            .collect();
-        drop(tx);
-        let popped = consume(&mut rx, PRODUCERS as usize, strict(policy));
-        let o = handles
-            .into_iter()
-            .map(|h| h.join().unwrap())
-            .fold(Outcomes::default(), Outcomes::add);
-        reconcile(
-            policy,
-            o,
-            popped,
-            rx.stats(),
-            PRODUCERS * ITEMS_PER_PRODUCER,
-        );
+    for policy in policies() {
+        for core in [MpscCore::Stamped, MpscCore::Published] {
+            // BusySpin as well: the ends of a ring whose sides never park take the plain
+            // paths.
+            for wait in [WaitStrategy::BusySpin, WaitStrategy::default()] {
+                two_producers_reconcile(RingConfig::with_policy(policy).mpsc_core(core).wait(wait));
+            }
+        }
     }
+}
+
+/// Two producers push into a ring made with `config` while the consumer drains it; every
+/// item is accounted for.
+fn two_producers_reconcile(config: RingConfig) {
+    const PRODUCERS: u64 = 2;
+    let policy = config.policy;
+    let (tx, mut rx) = mpsc::<u64>(1024, config);
+    let handles: Vec<_> = (0..PRODUCERS)
+        .map(|p| {
+            let tx = tx.clone();
+            thread::spawn(move || {
+                let mut o = Outcomes::default();
+                for seq in 0..ITEMS_PER_PRODUCER {
+                    o.record(tx.push((p << PRODUCER_SHIFT) | seq));
+                }
+                o
+            })
+        })
+        .collect();
+    drop(tx);
+    let popped = consume(&mut rx, PRODUCERS as usize, strict(policy));
+    let o = handles
+        .into_iter()
+        .map(|h| h.join().unwrap())
+        .fold(Outcomes::default(), Outcomes::add);
+    reconcile(
+        policy,
+        o,
+        popped,
+        rx.stats(),
+        PRODUCERS * ITEMS_PER_PRODUCER,
+    );
 }
 
 #[test]

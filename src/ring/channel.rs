@@ -575,26 +575,20 @@ impl<T> Drop for Producer<T> {
     }
 }
 
-/// A pointer to the core of a several-producer ring that does not evict, for the plain
-/// paths of [`MpscProducer`] and [`Consumer`]. It points into the handle's `shared`.
-enum MultiCore<T> {
-    Stamped(NonNull<StampedRing<T>>),
-    Published(NonNull<PublishedRing<T>>),
+/// The core of a several-producer ring that does not evict, for the plain paths of
+/// [`MpscProducer`] and [`Consumer`]: held by a handle as a [`MultiCore`], used as a
+/// [`MultiRef`].
+#[derive(Clone, Copy)]
+enum Multi<S, P> {
+    Stamped(S),
+    Published(P),
 }
 
-impl<T> Clone for MultiCore<T> {
-    fn clone(&self) -> Self {
-        *self
-    }
-}
-
-impl<T> Copy for MultiCore<T> {}
+/// A pointer into the handle's `shared`.
+type MultiCore<T> = Multi<NonNull<StampedRing<T>>, NonNull<PublishedRing<T>>>;
 
 /// A [`MultiCore`] borrowed from the ring that holds it.
-enum MultiRef<'a, T> {
-    Stamped(&'a StampedRing<T>),
-    Published(&'a PublishedRing<T>),
-}
+type MultiRef<'a, T> = Multi<&'a StampedRing<T>, &'a PublishedRing<T>>;
 
 impl<T> MultiCore<T> {
     /// The core, borrowed for as long as `shared`, the ring it was taken from (every
